@@ -1,0 +1,6 @@
+"""Shared pytest wiring: each fixture family lives in its own plugin module under tests/fixtures."""
+
+pytest_plugins = [
+    "tests.fixtures.db",
+    "tests.fixtures.sandbox",
+]
