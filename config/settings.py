@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -160,7 +160,7 @@ def load_settings(**overrides: object) -> Settings:
     try:
         if overrides:
             aliased = {_ENV_NAMES.get(key, key): value for key, value in overrides.items()}
-            return Settings.model_validate(aliased)
+            return Settings(**cast("dict[str, Any]", aliased))
         return Settings()
     except ValidationError as exc:
         error = exc.errors()[0]
