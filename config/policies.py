@@ -1,0 +1,560 @@
+"""Dunning policies as code: the YAML schema and its loader.
+
+A policy file is an ordered list of policies. For each group of overdue invoices (one customer,
+currency and billing entity) the FIRST policy whose `match` fits the customer is the one that
+governs it; customers no policy matches are not dunned. Example (see config/policies.yaml):
+
+    version: 1                      # required; the only version so far
+    schedule:
+      cron: "*/15 * * * *"          # beat cadence, 5-field cron (default every 15 minutes)
+    policies:
+      - name: enterprise            # unique; recorded with every decision
+        match:                      # every given criterion must hold; omitted = any
+          metadata: {segment: enterprise}   # customer metadata key/value pairs (all must hold)
+          external_customer_ids: [cust-1]
+          currencies: [USD, EUR]            # ISO 4217 codes Lago accepts
+          billing_entity_codes: [acme-us]
+          customer_types: [company]         # company | individual
+          countries: [US, FR]               # ISO 3166-1 alpha-2
+        exclude:                    # ANY given criterion excludes the customer (same keys)
+          external_customer_ids: [cust-2]
+          metadata: {dunning: "off"}
+        min_overdue_cents: {USD: 5000, EUR: 5000}  # required; a currency not listed is NOT dunned
+        grace_days: 3               # default 0; see below
+        days_between_attempts: 3    # default 1; next attempt strictly after last + this many days
+        max_attempts: 3             # default 1; or per currency {USD: 3, EUR: 2}
+        send_window:                # default none (any time)
+          start_hour: 9             # 0..23, local time of the customer (applicable_timezone)
+          end_hour: 18              # 1..24, exclusive; start_hour < end_hour
+          weekdays: [mon, tue, wed, thu, fri]   # default every day
+          fallback_timezone: UTC    # used when the customer's timezone is missing or invalid
+        email: null                 # null = the customer's email; or an override address
+        on_exhausted: {action: stop}            # or {action: webhook, url: "https://..."}
+
+Rules that are not obvious:
+- A customer whose first matching policy also `exclude`s them is NOT dunned (no fall-through to
+  later policies): an exclusion always wins, so writing one can never start dunning someone.
+- `grace_days` counts whole days after the OLDEST invoice's `payment_due_date` has ended in the
+  customer's timezone: due on the 1st with grace 3 means eligible from the 5th, 00:00 local.
+- The threshold compares the group's amount still due (net of partial payments), `>=` min.
+
+`load_policies(path)` returns a frozen `PolicySet` or raises `PolicyFileError`, whose message is
+one line: the file, the path inside it and what to do, e.g.
+`policies.yaml: policies[1].min_overdue_cents.USD: must be >= 0 (got -5)`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from croniter import croniter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Strict,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+# ISO 4217 codes Lago accepts (Lago's `Currency` enum); invoices only ever come in these.
+# fmt: off
+CURRENCIES: frozenset[str] = frozenset([
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
+    "BGN", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF",
+    "CLF", "CLP", "CNY", "COP", "CRC", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ETB",
+    "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL",
+    "HRK", "HTG", "HUF", "IDR", "ILS", "INR", "ISK", "JMD", "JPY", "KES", "KGS", "KHR", "KMF",
+    "KRW", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "MAD", "MDL", "MGA", "MKD", "MMK",
+    "MNT", "MOP", "MRO", "MUR", "MVR", "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK",
+    "NPR", "NZD", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB",
+    "RWF", "SAR", "SBD", "SCR", "SEK", "SGD", "SHP", "SLL", "SOS", "SRD", "STD", "SZL", "THB",
+    "TJS", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VND", "VUV",
+    "WST", "XAF", "XCD", "XOF", "XPF", "YER", "ZAR", "ZMW",
+])
+# fmt: on
+
+# ISO 3166-1 alpha-2 codes (Lago's `Country` enum).
+# fmt: off
+COUNTRIES: frozenset[str] = frozenset([
+    "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX",
+    "AZ", "BA", "BB", "BD", "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ",
+    "BR", "BS", "BT", "BV", "BW", "BY", "BZ", "CA", "CC", "CD", "CF", "CG", "CH", "CI", "CK",
+    "CL", "CM", "CN", "CO", "CR", "CU", "CV", "CW", "CX", "CY", "CZ", "DE", "DJ", "DK", "DM",
+    "DO", "DZ", "EC", "EE", "EG", "EH", "ER", "ES", "ET", "FI", "FJ", "FK", "FM", "FO", "FR",
+    "GA", "GB", "GD", "GE", "GF", "GG", "GH", "GI", "GL", "GM", "GN", "GP", "GQ", "GR", "GS",
+    "GT", "GU", "GW", "GY", "HK", "HM", "HN", "HR", "HT", "HU", "ID", "IE", "IL", "IM", "IN",
+    "IO", "IQ", "IR", "IS", "IT", "JE", "JM", "JO", "JP", "KE", "KG", "KH", "KI", "KM", "KN",
+    "KP", "KR", "KW", "KY", "KZ", "LA", "LB", "LC", "LI", "LK", "LR", "LS", "LT", "LU", "LV",
+    "LY", "MA", "MC", "MD", "ME", "MF", "MG", "MH", "MK", "ML", "MM", "MN", "MO", "MP", "MQ",
+    "MR", "MS", "MT", "MU", "MV", "MW", "MX", "MY", "MZ", "NA", "NC", "NE", "NF", "NG", "NI",
+    "NL", "NO", "NP", "NR", "NU", "NZ", "OM", "PA", "PE", "PF", "PG", "PH", "PK", "PL", "PM",
+    "PN", "PR", "PS", "PT", "PW", "PY", "QA", "RE", "RO", "RS", "RU", "RW", "SA", "SB", "SC",
+    "SD", "SE", "SG", "SH", "SI", "SJ", "SK", "SL", "SM", "SN", "SO", "SR", "SS", "ST", "SV",
+    "SX", "SY", "SZ", "TC", "TD", "TF", "TG", "TH", "TJ", "TK", "TL", "TM", "TN", "TO", "TR",
+    "TT", "TV", "TW", "TZ", "UA", "UG", "UM", "US", "UY", "UZ", "VA", "VC", "VE", "VG", "VI",
+    "VN", "VU", "WF", "WS", "YE", "YT", "ZA", "ZM", "ZW",
+])
+# fmt: on
+
+WeekdayName = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[WeekdayName, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DEFAULT_CRON = "*/15 * * * *"
+MAX_DAYS = 3650  # caps day counts so date arithmetic can never overflow
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class PolicyFileError(Exception):
+    """A policy file that cannot be used. `str()` is one line: file, location and the fix."""
+
+    def __init__(self, file: str, location: str, problem: str) -> None:
+        self.file = file
+        self.location = location
+        self.problem = problem
+        where = f"{file}: {location}" if location else file
+        super().__init__(f"{where}: {problem}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Field types
+
+
+def _upper(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _check_currency(code: str) -> str:
+    if code not in CURRENCIES:
+        raise ValueError(f"unknown currency {code!r}; use an ISO 4217 code such as USD or EUR")
+    return code
+
+
+def _check_country(code: str) -> str:
+    if code not in COUNTRIES:
+        raise ValueError(f"unknown country {code!r}; use an ISO 3166-1 alpha-2 code such as US")
+    return code
+
+
+def _check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown timezone {name!r}; use an IANA name such as Europe/Paris or UTC"
+        ) from None
+    return name
+
+
+_FULL_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _weekday(value: object) -> object:
+    """Accept `mon` or `monday` in any case; leave anything else for the Literal to reject."""
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _FULL_WEEKDAYS:
+            return WEEKDAYS[_FULL_WEEKDAYS.index(lowered)]
+        return lowered
+    return value
+
+
+def _check_cron(expression: str) -> str:
+    if len(expression.split()) != 5 or not croniter.is_valid(expression):
+        raise ValueError(
+            f"invalid cron {expression!r}; use 5 fields 'minute hour day month weekday', "
+            "e.g. '*/15 * * * *'"
+        )
+    return expression
+
+
+def _check_email(address: str) -> str:
+    if not _EMAIL.match(address):
+        raise ValueError(f"invalid email {address!r}; use an address like billing@example.com")
+    return address
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"invalid webhook url {url!r}; use an absolute http(s) URL")
+    return url
+
+
+def _check_name(name: str) -> str:
+    if not name or name != name.strip() or len(name) > 64:
+        raise ValueError("policy name must be 1-64 characters without surrounding spaces")
+    return name
+
+
+Currency = Annotated[str, BeforeValidator(_upper), AfterValidator(_check_currency)]
+Country = Annotated[str, BeforeValidator(_upper), AfterValidator(_check_country)]
+TimezoneName = Annotated[str, AfterValidator(_check_timezone)]
+Weekday = Annotated[WeekdayName, BeforeValidator(_weekday)]
+CustomerType = Literal["company", "individual"]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+Cents = Annotated[int, Strict(), Field(ge=0)]
+Days = Annotated[int, Strict(), Field(ge=0, le=MAX_DAYS)]
+PositiveDays = Annotated[int, Strict(), Field(ge=1, le=MAX_DAYS)]
+AttemptCount = Annotated[int, Strict(), Field(ge=1, le=1000)]
+
+
+def _per_currency_or_single(value: object) -> str:
+    return "per_currency" if isinstance(value, Mapping) else "single"
+
+
+MaxAttempts = Annotated[
+    Annotated[AttemptCount, Tag("single")]
+    | Annotated[dict[Currency, AttemptCount], Tag("per_currency")],
+    Discriminator(_per_currency_or_single),
+]
+_UNION_TAGS = {"single", "per_currency"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema
+
+
+class Selector(_Strict):
+    """Customer criteria. In `match` all given criteria must hold; in `exclude` any one does."""
+
+    metadata: dict[NonEmptyStr, str] | None = None
+    external_customer_ids: tuple[NonEmptyStr, ...] | None = Field(default=None, min_length=1)
+    currencies: tuple[Currency, ...] | None = Field(default=None, min_length=1)
+    billing_entity_codes: tuple[NonEmptyStr, ...] | None = Field(default=None, min_length=1)
+    customer_types: tuple[CustomerType, ...] | None = Field(default=None, min_length=1)
+    countries: tuple[Country, ...] | None = Field(default=None, min_length=1)
+
+    def describe(self) -> str:
+        """A short human summary, e.g. `currencies=USD,EUR metadata.segment=enterprise`."""
+        parts: list[str] = []
+        if self.metadata:
+            parts.extend(f"metadata.{key}={value}" for key, value in self.metadata.items())
+        for label, values in (
+            ("ids", self.external_customer_ids),
+            ("currencies", self.currencies),
+            ("entities", self.billing_entity_codes),
+            ("types", self.customer_types),
+            ("countries", self.countries),
+        ):
+            if values:
+                parts.append(f"{label}={','.join(values)}")
+        return " ".join(parts) if parts else "any"
+
+
+class SendWindow(_Strict):
+    """Local hours [start_hour, end_hour) on the given weekdays, in the customer's timezone."""
+
+    start_hour: Annotated[int, Strict(), Field(ge=0, le=23)]
+    end_hour: Annotated[int, Strict(), Field(ge=1, le=24)]
+    weekdays: tuple[Weekday, ...] = Field(default=WEEKDAYS, min_length=1)
+    fallback_timezone: TimezoneName = "UTC"
+
+    @model_validator(mode="after")
+    def _start_before_end(self) -> SendWindow:
+        if self.start_hour >= self.end_hour:
+            raise ValueError(
+                f"start_hour ({self.start_hour}) must be before end_hour ({self.end_hour})"
+            )
+        return self
+
+    @property
+    def weekday_numbers(self) -> frozenset[int]:
+        """Weekdays as `date.weekday()` numbers (monday = 0)."""
+        return frozenset(WEEKDAYS.index(day) for day in self.weekdays)
+
+    def describe(self) -> str:
+        days = ",".join(day for day in WEEKDAYS if day in self.weekdays)
+        return f"{self.start_hour:02d}-{self.end_hour:02d} {days}"
+
+
+class OnExhausted(_Strict):
+    """What to do once the attempts are used up: `stop`, or `webhook` to `url` as well."""
+
+    action: Literal["stop", "webhook"] = "stop"
+    url: Annotated[str, AfterValidator(_check_url)] | None = None
+
+    @model_validator(mode="after")
+    def _url_iff_webhook(self) -> OnExhausted:
+        if self.action == "webhook" and self.url is None:
+            raise ValueError("action 'webhook' needs a url; add url: https://...")
+        if self.action == "stop" and self.url is not None:
+            raise ValueError("url is only used with action 'webhook'; remove it")
+        return self
+
+    def describe(self) -> str:
+        return f"webhook {self.url}" if self.action == "webhook" else "stop"
+
+
+class Policy(_Strict):
+    """One dunning policy. See the module docstring for the meaning of each key."""
+
+    name: Annotated[str, AfterValidator(_check_name)]
+    match: Selector = Selector()
+    exclude: Selector | None = None
+    min_overdue_cents: dict[Currency, Cents] = Field(min_length=1)
+    grace_days: Days = 0
+    days_between_attempts: PositiveDays = 1
+    max_attempts: MaxAttempts = 1
+    send_window: SendWindow | None = None
+    email: Annotated[str, AfterValidator(_check_email)] | None = None
+    on_exhausted: OnExhausted = OnExhausted()
+
+    def threshold_for(self, currency: str) -> int | None:
+        """Minimum overdue amount (cents) for `currency`, or None if it is not dunned."""
+        return self.min_overdue_cents.get(currency)
+
+    def max_attempts_for(self, currency: str) -> int:
+        """Maximum number of attempts for a group in `currency` (a configured currency)."""
+        if isinstance(self.max_attempts, dict):
+            return self.max_attempts.get(currency, 0)
+        return self.max_attempts
+
+
+class Schedule(_Strict):
+    cron: Annotated[str, AfterValidator(_check_cron)] = DEFAULT_CRON
+
+
+class PolicyDocument(_Strict):
+    """The whole file as written."""
+
+    version: Literal[1]
+    schedule: Schedule = Schedule()
+    policies: tuple[Policy, ...]
+
+
+def _cross_field_problem(document: PolicyDocument) -> tuple[str, str] | None:
+    """Rules spanning several keys, as (location, problem); checked after the schema passes."""
+    if not document.policies:
+        return "policies", "must list at least one policy"
+    seen: set[str] = set()
+    for index, policy in enumerate(document.policies):
+        where = f"policies[{index}]"
+        if policy.name in seen:
+            return f"{where}.name", f"duplicate policy name {policy.name!r}; names must be unique"
+        seen.add(policy.name)
+        if isinstance(policy.max_attempts, dict):
+            configured = set(policy.min_overdue_cents)
+            missing = sorted(configured - set(policy.max_attempts))
+            extra = sorted(set(policy.max_attempts) - configured)
+            if missing:
+                return f"{where}.max_attempts", (
+                    f"no entry for {', '.join(missing)}; add one for each currency in "
+                    "min_overdue_cents, or use a single number"
+                )
+            if extra:
+                return f"{where}.max_attempts.{extra[0]}", (
+                    "currency not in min_overdue_cents; remove it or add a threshold for it"
+                )
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    """A validated policy file. `version_hash` identifies the exact file bytes used."""
+
+    policies: tuple[Policy, ...]
+    cron: str
+    version_hash: str
+    source: str
+
+    def by_name(self, name: str) -> Policy | None:
+        return next((policy for policy in self.policies if policy.name == name), None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that rejects duplicate mapping keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in mapping
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain value", key_node.start_mark
+            ) from None
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}; keep only one", key_node.start_mark
+            )
+        mapping[key] = loader.construct_object(value_node, deep=True)
+    return mapping
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,
+)
+
+
+def version_hash(data: bytes) -> str:
+    """Short sha256 of the file bytes, recorded with each sweep."""
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+def load_policies(path: str | Path) -> PolicySet:
+    """Read and validate a policy file. Raises `PolicyFileError` (one-line message)."""
+    file = Path(path)
+    name = str(file)
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise PolicyFileError(name, "", "file not found; check the path") from None
+    except IsADirectoryError:
+        raise PolicyFileError(name, "", "is a directory; point to a YAML file") from None
+    except PermissionError:
+        raise PolicyFileError(name, "", "permission denied; make the file readable") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise PolicyFileError(name, "", f"cannot be read ({reason}); check the file") from None
+    return parse_policies(data, source=name)
+
+
+def parse_policies(data: bytes | str, source: str = "<policies>") -> PolicySet:
+    """Validate policy YAML given as bytes or text. Raises `PolicyFileError`."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    document = _parse_yaml(raw, source)
+    if not isinstance(document, dict):
+        kind = "empty" if document is None else f"a {type(document).__name__}"
+        raise PolicyFileError(
+            source, "", f"is {kind}, not a mapping; start with 'version: 1' and 'policies:'"
+        )
+    try:
+        parsed = PolicyDocument.model_validate(document)
+    except ValidationError as exc:
+        raise _to_file_error(source, exc) from None
+    problem = _cross_field_problem(parsed)
+    if problem is not None:
+        raise PolicyFileError(source, *problem)
+    return PolicySet(
+        policies=parsed.policies,
+        cron=parsed.schedule.cron,
+        version_hash=version_hash(raw),
+        source=source,
+    )
+
+
+def _parse_yaml(raw: bytes, source: str) -> object:
+    try:
+        return yaml.load(raw, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
+        raise PolicyFileError(source, where, f"invalid YAML: {problem}; fix the syntax") from None
+    except yaml.YAMLError as exc:
+        problem = " ".join(str(exc).split())
+        raise PolicyFileError(source, "", f"invalid YAML: {problem}") from None
+    except (ValueError, OverflowError) as exc:  # e.g. an impossible date such as 2024-13-45
+        raise PolicyFileError(source, "", f"invalid YAML value: {exc}; quote it") from None
+    except RecursionError:
+        raise PolicyFileError(source, "", "YAML nested too deeply; simplify it") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Turning validation errors into one actionable line
+
+
+def _field_names(model: type[BaseModel], into: set[str]) -> set[str]:
+    for field_name, info in model.model_fields.items():
+        into.add(field_name)
+        for candidate in (*getattr(info.annotation, "__args__", ()), info.annotation):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                _field_names(candidate, into)
+    return into
+
+
+_KNOWN_KEYS = sorted(_field_names(PolicyDocument, set()))
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    previous: int | str | None = None
+    for part in loc:
+        if previous == "max_attempts" and part in _UNION_TAGS:
+            previous = part
+            continue
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part == "[key]":
+            text += " (key)"
+        else:
+            text += f".{part}" if text else str(part)
+        previous = part
+    return text
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _problem(error: ErrorDetails) -> str:
+    kind = error["type"]
+    ctx: dict[str, Any] = dict(error.get("ctx") or {})
+    got = _short(error.get("input"))
+    if kind == "extra_forbidden":
+        key = str(error["loc"][-1]) if error["loc"] else ""
+        close = difflib.get_close_matches(key, _KNOWN_KEYS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown key; remove it or fix its spelling{hint}"
+    if kind == "missing":
+        return "required key is missing; add it"
+    if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
+        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
+              "less_than": "<"}[kind]  # fmt: skip
+        bound = next(iter(ctx.values()), "")
+        return f"must be {op} {bound} (got {got})"
+    if kind in {"int_type", "int_parsing", "int_from_float"}:
+        return f"must be a whole number (got {got})"
+    if kind == "string_type":
+        return f'must be text (got {got}); quote it in YAML, e.g. "off"'
+    if kind in {"dict_type", "model_type", "model_attributes_type"}:
+        return f"must be a mapping of key: value (got {got})"
+    if kind in {"tuple_type", "list_type"}:
+        return f"must be a list, e.g. [a, b] (got {got})"
+    if kind == "too_short":
+        return "must not be empty; list at least one value or omit the key"
+    if kind == "bool_type":
+        return f"must be true or false (got {got})"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '')} (got {got})"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    if kind == "union_tag_invalid":
+        return f"has the wrong shape (got {got})"
+    return f"{error['msg']} (got {got})"
+
+
+def _to_file_error(source: str, exc: ValidationError) -> PolicyFileError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    problem = " ".join(_problem(first).split())
+    if len(errors) > 1:
+        problem += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return PolicyFileError(source, _format_location(first["loc"]) or "(top level)", problem)
