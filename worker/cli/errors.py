@@ -1,0 +1,81 @@
+"""Turn every expected failure into one line on stderr and a non-zero exit code.
+
+Exit codes: 1 = a runtime failure (Lago, database, licence); 2 = bad input or configuration
+(bad flag, invalid setting, invalid policy file); 130 = interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+import typer
+
+from config import SettingsError
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CliError(Exception):
+    """A failure the CLI reports as one line. `exit_code` defaults to 1."""
+
+    def __init__(self, message: str, *, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def fail(message: str, *, exit_code: int = EXIT_FAILURE) -> NoReturn:
+    raise CliError(message, exit_code=exit_code)
+
+
+def describe(exc: BaseException) -> tuple[str, int]:
+    """The one-line message and exit code for an exception we know how to explain."""
+    from worker.lago.errors import (
+        LagoConnectionError,
+        LagoError,
+        LagoTimeoutError,
+        LagoUnauthorizedError,
+    )
+
+    if isinstance(exc, CliError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, SettingsError):
+        return f"configuration error: {exc}", EXIT_USAGE
+    if isinstance(exc, LagoUnauthorizedError):
+        return "Lago rejected the API key: check LAGO_API_KEY", EXIT_FAILURE
+    if isinstance(exc, LagoConnectionError | LagoTimeoutError):
+        return (
+            f"cannot reach Lago ({exc}): check LAGO_API_URL and that Lago is up",
+            EXIT_FAILURE,
+        )
+    if isinstance(exc, LagoError):
+        return f"Lago error: {exc}", EXIT_FAILURE
+    for name, code in _OTHER_KNOWN.items():
+        if type(exc).__name__ == name or any(c.__name__ == name for c in type(exc).__mro__):
+            return str(exc), code
+    raise exc
+
+
+# Errors of other layers are matched by class name so this module does not import them all
+# (the CLI stays fast to start); each carries a one-line, user-facing `str()`.
+_OTHER_KNOWN = {
+    "PolicyFileError": EXIT_USAGE,
+    "SchemaError": EXIT_FAILURE,
+    "StoreError": EXIT_FAILURE,
+}
+
+
+def run_cli(app: Callable[[], object]) -> NoReturn:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:
+        message, code = describe(exc)
+        typer.echo(f"error: {message}", err=True)
+        sys.exit(code)
+    sys.exit(0)
