@@ -281,8 +281,12 @@ class SendWindow(_Strict):
         return frozenset(WEEKDAYS.index(day) for day in self.weekdays)
 
     def describe(self) -> str:
-        days = ",".join(day for day in WEEKDAYS if day in self.weekdays)
-        return f"{self.start_hour:02d}-{self.end_hour:02d} {days}"
+        numbers = sorted(self.weekday_numbers)
+        if len(numbers) > 2 and numbers == list(range(numbers[0], numbers[-1] + 1)):
+            days = f"{WEEKDAYS[numbers[0]]}-{WEEKDAYS[numbers[-1]]}"
+        else:
+            days = ",".join(WEEKDAYS[number] for number in numbers)
+        return f"{self.start_hour:02d}-{self.end_hour:02d}h {days}"
 
 
 class OnExhausted(_Strict):
