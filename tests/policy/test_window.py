@@ -20,12 +20,13 @@ EVERY_DAY_2_TO_5 = SendWindow(start_hour=2, end_hour=5)
 UNTIL_MIDNIGHT = SendWindow(start_hour=22, end_hour=24, weekdays=("sat",))
 
 
-def local(zone: ZoneInfo, *parts: int) -> datetime:
-    return datetime(*parts, tzinfo=zone)  # type: ignore[misc]
+def local(zone: ZoneInfo, year: int, month: int, day: int, *hms: int) -> datetime:
+    hour, minute, second = (*hms, 0, 0, 0)[:3]
+    return datetime(year, month, day, hour, minute, second, tzinfo=zone)
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, *hms: int) -> datetime:
+    return local(ZoneInfo("UTC"), year, month, day, *hms).astimezone(UTC)
 
 
 @pytest.mark.parametrize(
