@@ -1,7 +1,8 @@
 """The error tree of the Lago client. It mirrors HTTP so callers can branch on the class.
 
     LagoError                          every failure of a Lago call
-    ├── LagoConnectionError            could not connect (the request was never sent)
+    ├── LagoConnectionError            could not connect (the request was never sent), or,
+    │                                  on a GET only, the connection dropped mid-answer
     ├── LagoTimeoutError               no answer in time (a GET may be retried)
     ├── LagoMalformedResponseError     the answer is not JSON or not the documented shape
     ├── LagoAmbiguousError             a POST whose outcome is unknown (timeout, dropped
@@ -143,3 +144,15 @@ class LagoServerError(LagoStatusError):
 
 # Codes Lago uses on POST /payment_requests that mean "not now, maybe later".
 RETRY_LATER_CODES = frozenset({"invoices_not_ready_for_payment_processing"})
+
+# The coded refusals of POST /payment_requests. Lago sends them as 405 with `code`; a newer
+# branch sends some as 422 `validation_errors` with `error_details: {"base": [code]}`. The
+# client puts the specific code in `LagoStatusError.code` for both shapes.
+PAYMENT_REQUEST_REFUSAL_CODES = frozenset(
+    {
+        "invoices_not_overdue",
+        "invoices_have_different_currencies",
+        "invoices_have_different_billing_entities",
+        "invoices_not_ready_for_payment_processing",
+    }
+)

@@ -8,6 +8,7 @@ from the OpenAPI spec in a few documented places (e.g. `total_due_amount_cents` 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Literal
 
@@ -117,3 +118,17 @@ class PageMeta(LagoModel):
     prev_page: int | None = None
     total_pages: int
     total_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedRecord:
+    """One listed item that failed validation; the listing goes on without it.
+
+    `error` is one line with the field path, e.g.
+    "invoices[3].total_amount_cents: Input should be a valid integer".
+    """
+
+    lago_id: str | None
+    index: int
+    page: int
+    error: str

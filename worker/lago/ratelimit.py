@@ -1,0 +1,232 @@
+"""Request rate limiting shared by every caller of the Lago API.
+
+Hosted Lago allows about 50 requests/s per organization, shared by all API keys, so every
+worker thread and process should draw from one budget:
+- `TokenBucket`: in-process, thread-safe.
+- `RedisTokenBucket`: shared by all processes on all machines through one Redis key pair.
+Both honour `pause(seconds)`: after a 429 everybody sharing the limiter waits.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
+
+import redis
+
+from config.settings import mask_url
+
+if TYPE_CHECKING:
+    from redis.commands.core import AsyncScript, Script
+
+    from config.settings import Settings
+
+
+class RateLimiterError(Exception):
+    """The rate limiter cannot work (e.g. Redis is unreachable). `str()` is one line."""
+
+
+@runtime_checkable
+class RateLimiter(Protocol):
+    def acquire(self) -> None:
+        """Block until one request may be sent."""
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request back for `seconds` (after a 429)."""
+
+
+class Unlimited:
+    """A limiter that never waits (rate 0 = unlimited)."""
+
+    def acquire(self) -> None:
+        return None
+
+    def pause(self, seconds: float) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "Unlimited()"
+
+
+class TokenBucket:
+    """In-process token bucket: `rate_per_s` tokens/s, at most `burst` saved up.
+
+    `clock` and `sleep` are injectable so tests do not wait for real.
+    """
+
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: int | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate_per_s < 0:
+            raise ValueError("rate_per_s must be >= 0")
+        self.rate_per_s = rate_per_s
+        self.burst = max(1, burst if burst is not None else max(1, int(rate_per_s)))
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._tokens = float(self.burst)
+        self._updated = clock()
+        self._paused_until = 0.0
+
+    def __repr__(self) -> str:
+        return f"TokenBucket(rate_per_s={self.rate_per_s}, burst={self.burst})"
+
+    def _wait_time(self) -> float:
+        """Take a token if one is free (0.0), else say how long to wait. Hold the lock."""
+        now = self._clock()
+        if now < self._paused_until:
+            return self._paused_until - now
+        if self.rate_per_s == 0:
+            return 0.0
+        elapsed = max(0.0, now - self._updated)
+        self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate_per_s)
+        self._updated = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self.rate_per_s
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                wait = self._wait_time()
+            if wait <= 0:
+                return
+            self._sleep(wait)
+
+    def pause(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+
+# One Lua script per operation keeps read-modify-write atomic across all processes. Time comes
+# from the Redis server (TIME), so machines with skewed clocks still share one budget.
+# Times are integer microseconds, formatted with %.0f (Lua's tostring would round them).
+_ACQUIRE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local paused_until = tonumber(redis.call('GET', KEYS[2]) or '0')
+if paused_until > now then
+  return paused_until - now
+end
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+if rate <= 0 then
+  return 0
+end
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or burst
+local ts = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000000)
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = math.ceil((1 - tokens) * 1000000 / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens),
+           'ts', string.format('%.0f', now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 60000)
+return wait
+"""
+
+_PAUSE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local pause_us = tonumber(ARGV[1])
+local new_until = now + pause_us
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if new_until > current then
+  redis.call('SET', KEYS[1], string.format('%.0f', new_until),
+             'PX', math.ceil(pause_us / 1000) + 1000)
+end
+return 0
+"""
+
+DEFAULT_REDIS_KEY = "lago-dunning:ratelimit:lago-api"
+
+
+class RedisTokenBucket:
+    """A token bucket in Redis shared by every process using the same `key`.
+
+    `key` holds the bucket (hash of tokens and last refill time); `key + ":paused"` holds the
+    shared "paused until" instant set by `pause()`. Raises `RateLimiterError` (one line, no
+    password) when Redis cannot be reached.
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        key: str,
+        rate_per_s: float,
+        burst: int | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        socket_timeout_s: float = 5.0,
+    ) -> None:
+        if rate_per_s < 0:
+            raise ValueError("rate_per_s must be >= 0")
+        self.rate_per_s = rate_per_s
+        self.burst = max(1, burst if burst is not None else max(1, int(rate_per_s)))
+        self.key = key
+        self.paused_key = f"{key}:paused"
+        self._where = mask_url(redis_url)
+        self._sleep = sleep
+        self._redis = redis.Redis.from_url(
+            redis_url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
+        )
+        self._acquire_script = self._redis.register_script(_ACQUIRE_LUA)
+        self._pause_script = self._redis.register_script(_PAUSE_LUA)
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisTokenBucket(redis={self._where!r}, key={self.key!r}, "
+            f"rate_per_s={self.rate_per_s}, burst={self.burst})"
+        )
+
+    def _call(self, script: AsyncScript | Script, keys: list[str], args: list[float]) -> int:
+        try:
+            result = script(keys=keys, args=args)
+        except redis.RedisError as exc:
+            detail = " ".join(str(exc).split())[:200]
+            raise RateLimiterError(
+                f"the shared rate limiter cannot use Redis at {self._where}: {detail}"
+            ) from None
+        return int(cast("int", result))
+
+    def acquire(self) -> None:
+        while True:
+            wait_us = self._call(
+                self._acquire_script, [self.key, self.paused_key], [self.rate_per_s, self.burst]
+            )
+            if wait_us <= 0:
+                return
+            self._sleep(wait_us / 1_000_000)
+
+    def pause(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        self._call(self._pause_script, [self.paused_key], [round(seconds * 1_000_000)])
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def limiter_from_settings(settings: Settings) -> RateLimiter:
+    """Redis bucket when the broker is Redis, in-process otherwise; rate 0 disables."""
+    rate = settings.rate_limit_rps
+    if rate == 0:
+        return Unlimited()
+    burst = max(1, int(rate))
+    if settings.broker_is_redis:
+        return RedisTokenBucket(settings.resolved_broker_url, DEFAULT_REDIS_KEY, rate, burst)
+    return TokenBucket(rate, burst)
