@@ -19,9 +19,10 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from worker.cli import sandbox_cmd
+    from worker.cli import policy_cmd, sandbox_cmd
 
     sandbox_cmd.register(app)
+    policy_cmd.register(app)
 
 
 def main() -> None:
