@@ -1,0 +1,5 @@
+"""`python -m sandbox --help`."""
+
+from sandbox.cli import main
+
+main()

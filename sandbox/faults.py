@@ -1,0 +1,127 @@
+"""Fault injection: latency, random 500s, hosted-Lago rate limiting, lost POST answers.
+
+All random choices come from one RNG seeded with `seed`, so a sequence of requests sees the
+same sequence of faults on every run. Settings can be changed live (`POST /_sandbox/faults`).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+
+class FaultSettingsError(ValueError):
+    """A fault setting is out of range; the message is one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSettings:
+    latency_ms: float = 0.0
+    latency_jitter_ms: float = 0.0
+    error_rate: float = 0.0
+    timeout_after_commit_rate: float = 0.0
+    hang_seconds: float = 30.0
+    drop_rate: float = 0.0
+    rate_limit: int = 0
+    premium: bool = True
+    stale_count_ttl: float = 0.0
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        for name in ("error_rate", "timeout_after_commit_rate", "drop_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise FaultSettingsError(f"{name} must be between 0 and 1, got {value}")
+        for name in ("latency_ms", "latency_jitter_ms", "hang_seconds", "stale_count_ttl"):
+            if getattr(self, name) < 0:
+                raise FaultSettingsError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.rate_limit < 0:
+            raise FaultSettingsError(f"rate_limit must be >= 0 (0 = off), got {self.rate_limit}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def updated(self, changes: dict[str, Any]) -> FaultSettings:
+        """A copy with `changes` applied; unknown names or wrong types raise."""
+        known = {f.name: f.type for f in fields(self)}
+        for name, value in changes.items():
+            if name not in known:
+                raise FaultSettingsError(f"unknown fault setting {name!r}")
+            expected = known[name]
+            if expected == "bool" and not isinstance(value, bool):
+                raise FaultSettingsError(f"{name} must be true or false")
+            if expected == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+                raise FaultSettingsError(f"{name} must be an integer")
+            if expected == "float" and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise FaultSettingsError(f"{name} must be a number")
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset_seconds),
+        }
+
+
+class FaultInjector:
+    def __init__(self, settings: FaultSettings) -> None:
+        self.settings = settings
+        self._rng = random.Random(settings.seed)
+        self._window_start = 0.0
+        self._window_count = 0
+
+    def apply(self, settings: FaultSettings) -> None:
+        self.settings = settings
+        self._rng = random.Random(settings.seed)
+        self._window_count = 0
+
+    def latency_seconds(self) -> float:
+        s = self.settings
+        if s.latency_ms <= 0 and s.latency_jitter_ms <= 0:
+            return 0.0
+        jitter = self._rng.uniform(-s.latency_jitter_ms, s.latency_jitter_ms)
+        return max(0.0, s.latency_ms + jitter) / 1000.0
+
+    def should_fail(self) -> bool:
+        return self._chance(self.settings.error_rate)
+
+    def should_hang_after_commit(self) -> bool:
+        return self._chance(self.settings.timeout_after_commit_rate)
+
+    def should_drop_after_commit(self) -> bool:
+        return self._chance(self.settings.drop_rate)
+
+    def _chance(self, rate: float) -> bool:
+        if rate <= 0:
+            return False
+        return self._rng.random() < rate
+
+    def rate_limit(self) -> RateDecision | None:
+        """Hosted Lago's per-second window; None when rate limiting is off."""
+        limit = self.settings.rate_limit
+        if limit <= 0:
+            return None
+        now = time.time()
+        window = math.floor(now)
+        if window != self._window_start:
+            self._window_start = window
+            self._window_count = 0
+        reset = max(1, math.ceil(window + 1 - now))
+        if self._window_count >= limit:
+            return RateDecision(False, limit, 0, reset)
+        self._window_count += 1
+        return RateDecision(True, limit, limit - self._window_count, reset)
