@@ -1,0 +1,337 @@
+"""Repository functions on both engines: dedupe, one open intent per group, claims, results."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, select
+
+from worker.policy.types import group_key as policy_group_key
+from worker.store import controls, decisions, group_states, intents, runs
+from worker.store.db import read_session, write_tx
+from worker.store.keys import make_dedupe_key, make_group_key
+from worker.store.models import PaymentRequestIntent, SweepRun
+
+T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+
+def _add(session, *, customer="cus_1", invoices=("inv_b", "inv_a"), attempt=1, run_id=None):
+    return intents.add_intent(
+        session,
+        run_id=run_id,
+        external_customer_id=customer,
+        currency="EUR",
+        billing_entity_code=None,
+        invoice_ids=invoices,
+        amount_cents=1200,
+        email=None,
+        policy="default",
+        attempt_number=attempt,
+        now=T0,
+    )
+
+
+def test_group_key_matches_the_policy_layer() -> None:
+    assert make_group_key("c", "EUR", None) == policy_group_key("c", "EUR", None)
+    assert make_group_key("c", "USD", "acme") == policy_group_key("c", "USD", "acme")
+
+
+def test_dedupe_key_ignores_invoice_order_but_not_attempt() -> None:
+    key = make_group_key("c", "EUR", None)
+    assert make_dedupe_key(key, ["b", "a"], 1) == make_dedupe_key(key, ["a", "b"], 1)
+    assert make_dedupe_key(key, ["a", "b"], 1) != make_dedupe_key(key, ["a", "b"], 2)
+
+
+def test_double_sweep_inserts_nothing_new(engine: Engine) -> None:
+    with write_tx(engine) as session:
+        first = _add(session)
+    with write_tx(engine) as session:
+        second = _add(session)
+    assert first is not None
+    assert second is None
+    with read_session(engine) as session:
+        rows = session.scalars(select(PaymentRequestIntent)).all()
+    assert [row.id for row in rows] == [first]
+    assert rows[0].invoice_ids == ["inv_a", "inv_b"]
+    assert rows[0].next_attempt_at == T0
+    assert rows[0].created_at.tzinfo is not None
+
+
+def test_only_one_open_intent_per_group(engine: Engine) -> None:
+    with write_tx(engine) as session:
+        first = _add(session, invoices=("inv_a",))
+        other_invoices = _add(session, invoices=("inv_a", "inv_c"), attempt=2)
+        other_customer = _add(session, customer="cus_2", invoices=("inv_z",))
+    assert first is not None
+    assert other_invoices is None
+    assert other_customer is not None
+    # Once the open one is finished, the group may get its next intent.
+    [claimed] = intents.claim_intents(
+        engine, owner="w1", now=T0, lease_seconds=60, limit=1, intent_ids=[first]
+    )
+    with write_tx(engine) as session:
+        assert intents.record_sent(
+            session,
+            intent_id=claimed.id,
+            owner="w1",
+            now=T0,
+            lago_payment_request_id="pr_1",
+            lago_invoice_ids=["inv_a"],
+        )
+        assert _add(session, invoices=("inv_a", "inv_c"), attempt=2) is not None
+
+
+def test_double_tick_slot_inserts_nothing(engine: Engine) -> None:
+    with write_tx(engine) as session:
+        first = runs.claim_tick_slot(session, slot="2026-11-22T09:00Z", trigger="beat", now=T0)
+    with write_tx(engine) as session:
+        second = runs.claim_tick_slot(session, slot="2026-11-22T09:00Z", trigger="beat", now=T0)
+        other = runs.claim_tick_slot(session, slot="2026-11-22T09:05Z", trigger="beat", now=T0)
+    assert first is not None
+    assert second is None
+    assert other is not None
+    assert other != first
+    with read_session(engine) as session:
+        assert len(session.scalars(select(SweepRun)).all()) == 2
+
+
+def test_run_lifecycle(engine: Engine) -> None:
+    with write_tx(engine) as session:
+        run_id = runs.start_run(session, trigger="cli", now=T0, policy_version="abc")
+    with write_tx(engine) as session:
+        runs.finish_run(
+            session,
+            run_id=run_id,
+            now=T0 + timedelta(seconds=5),
+            status="failed",
+            counts=runs.RunCounts(invoices_seen=10, groups=3, api_calls=4),
+            error="boom\nsecond line",
+        )
+    with read_session(engine) as session:
+        run = runs.get_run(session, run_id)
+        assert run is not None
+        assert (run.status, run.invoices_seen, run.groups, run.api_calls) == ("failed", 10, 3, 4)
+        assert run.error == "boom second line"
+        assert run.finished_at == T0 + timedelta(seconds=5)
+        assert [r.id for r in runs.latest_runs(session)] == [run_id]
+    with pytest.raises(ValueError, match="trigger"), write_tx(engine) as session:
+        runs.start_run(session, trigger="nope", now=T0)
+
+
+def test_claim_takes_due_and_expired_and_skips_leased(engine: Engine) -> None:
+    with write_tx(engine) as session:
+        due = _add(session, customer="a")
+        later = intents.add_intent(
+            session,
+            run_id=None,
+            external_customer_id="b",
+            currency="EUR",
+            billing_entity_code="be",
+            invoice_ids=["x"],
+            amount_cents=1,
+            email="b@example.com",
+            policy=None,
+            attempt_number=1,
+            now=T0,
+            next_attempt_at=T0 + timedelta(hours=1),
+        )
+    claimed = intents.claim_intents(engine, owner="w1", now=T0, lease_seconds=60, limit=10)
+    assert [c.id for c in claimed] == [due]
+    first = claimed[0]
+    assert first.earlier_post_started_at is None
+    assert first.post_started_at == T0
+    assert (first.tries, first.ambiguous_tries, first.lease_was_expired) == (1, 0, False)
+    # Leased: nobody else gets it until the lease expires.
+    assert intents.claim_intents(engine, owner="w2", now=T0, lease_seconds=60, limit=10) == []
+    after = T0 + timedelta(seconds=61)
+    taken_over = intents.claim_intents(engine, owner="w2", now=after, lease_seconds=60, limit=10)
+    assert [c.id for c in taken_over] == [due]
+    assert taken_over[0].earlier_post_started_at == T0
+    assert taken_over[0].post_started_at == T0
+    assert (taken_over[0].tries, taken_over[0].ambiguous_tries) == (2, 1)
+    assert taken_over[0].lease_was_expired
+    # The dead worker can no longer record a result.
+    with write_tx(engine) as session:
+        assert not intents.record_refused(
+            session, intent_id=due, owner="w1", now=after, error_code="x", error="y"
+        )
+    # The later one becomes due in an hour.
+    hour = T0 + timedelta(hours=1)
+    assert [
+        c.id
+        for c in intents.claim_intents(
+            engine, owner="w3", now=hour, lease_seconds=60, limit=1, intent_ids=[later]
+        )
+    ] == [later]
+
+
+def test_paused_customers_are_not_claimed(engine: Engine) -> None:
+    with write_tx(engine) as session:
+        intent_id = _add(session, customer="cus_p")
+        controls.pause_customer(session, external_customer_id="cus_p", reason="dispute", now=T0)
+    assert intents.claim_intents(engine, owner="w", now=T0, lease_seconds=60, limit=5) == []
+    with read_session(engine) as session:
+        assert controls.paused_customers(session) == {"cus_p"}
+        assert intents.due_intent_ids(session, now=T0) == []
+    with write_tx(engine) as session:
+        controls.resume_customer(session, external_customer_id="cus_p", now=T0)
+    claimed = intents.claim_intents(engine, owner="w", now=T0, lease_seconds=60, limit=5)
+    assert [c.id for c in claimed] == [intent_id]
+
+
+def test_reschedule_and_results(engine: Engine) -> None:
+    with write_tx(engine) as session:
+        intent_id = _add(session)
+    assert intent_id is not None
+    [claim] = intents.claim_intents(engine, owner="w", now=T0, lease_seconds=60, limit=1)
+    later = T0 + timedelta(minutes=5)
+    with write_tx(engine) as session:
+        assert intents.reschedule(
+            session,
+            intent_id=intent_id,
+            owner="w",
+            now=T0,
+            next_attempt_at=later,
+            error_code="timeout",
+            error="no answer",
+            clear_post_started=False,
+            count_ambiguous=True,
+        )
+    with read_session(engine) as session:
+        row = intents.get_intent(session, intent_id)
+        assert row is not None
+        assert (row.status, row.ambiguous_tries, row.post_started_at) == ("pending", 1, T0)
+        assert row.lease_owner is None
+        assert row.next_attempt_at == later
+    assert intents.claim_intents(engine, owner="w", now=T0, lease_seconds=60, limit=1) == []
+    [again] = intents.claim_intents(engine, owner="w", now=later, lease_seconds=60, limit=1)
+    assert again.earlier_post_started_at == T0
+    with write_tx(engine) as session:
+        assert intents.record_sent(
+            session,
+            intent_id=intent_id,
+            owner="w",
+            now=later,
+            lago_payment_request_id="pr_9",
+            lago_invoice_ids=["inv_a"],
+            adopted=True,
+            detail="found in Lago",
+        )
+        assert intents.set_outcome(
+            session,
+            intent_id=intent_id,
+            outcome="paid",
+            recovered_cents=1200,
+            now=later,
+            resolved=True,
+        )
+    with read_session(engine) as session:
+        row = intents.get_intent(session, intent_id)
+        assert row is not None
+        assert (row.status, row.lago_payment_request_id, row.lago_invoice_ids) == (
+            "adopted",
+            "pr_9",
+            ["inv_a"],
+        )
+        assert (row.outcome, row.recovered_cents) == ("paid", 1200)
+        assert intents.known_lago_ids(session, lago_ids=["pr_9", "pr_x"]) == {"pr_9"}
+        assert intents.count_by_status(session) == {"adopted": 1}
+    assert claim.id == intent_id
+
+
+def test_cancel_only_pending(engine: Engine) -> None:
+    with write_tx(engine) as session:
+        a = _add(session, customer="a")
+        b = _add(session, customer="b")
+    assert a is not None
+    assert b is not None
+    intents.claim_intents(engine, owner="w", now=T0, lease_seconds=60, limit=1, intent_ids=[b])
+    with write_tx(engine) as session:
+        assert intents.cancel_intent(session, intent_id=a, now=T0, reason="paid")
+        assert not intents.cancel_intent(session, intent_id=b, now=T0, reason="paid")
+        assert intents.open_group_keys(
+            session, group_keys=[make_group_key("a", "EUR", None), make_group_key("b", "EUR", None)]
+        ) == {make_group_key("b", "EUR", None)}
+
+
+def test_group_states_bulk_read_and_attempts(engine: Engine) -> None:
+    refs = [group_states.GroupRef(f"cus_{i}", "EUR", "be" if i % 2 else None) for i in range(1200)]
+    with write_tx(engine) as session:
+        group_states.record_attempt(
+            session,
+            external_customer_id="cus_1",
+            currency="EUR",
+            billing_entity_code="be",
+            invoice_ids=["i2", "i1"],
+            now=T0,
+        )
+        group_states.record_attempt(
+            session,
+            external_customer_id="cus_1",
+            currency="EUR",
+            billing_entity_code="be",
+            invoice_ids=["i3"],
+            now=T0 + timedelta(days=3),
+        )
+        assert group_states.mark_exhausted(
+            session, external_customer_id="cus_2", currency="EUR", billing_entity_code=None, now=T0
+        )
+        assert not group_states.mark_exhausted(
+            session, external_customer_id="cus_2", currency="EUR", billing_entity_code=None, now=T0
+        )
+        controls.pause_customer(session, external_customer_id="cus_3", reason=None, now=T0)
+        _add(session, customer="cus_4", invoices=("q",))
+    with read_session(engine) as session:
+        states = group_states.load_group_states(session, groups=refs)
+    assert len(states) == 1200
+    one = states[refs[1].key]
+    assert (one.attempts_used, one.last_attempt_at) == (2, T0 + timedelta(days=3))
+    assert one.last_dunned_invoice_ids == ("i3",)
+    assert states[refs[2].key].exhaustion_handled
+    assert states[refs[3].key].paused
+    assert states[refs[4].key].open_intent
+    assert states[refs[5].key] == group_states.StoredGroupState()
+    with write_tx(engine) as session:
+        group_states.reset_group(
+            session, external_customer_id="cus_1", currency="EUR", billing_entity_code="be", now=T0
+        )
+    with read_session(engine) as session:
+        assert (
+            group_states.load_group_states(session, groups=[refs[1]])[refs[1].key].attempts_used
+            == 0
+        )
+
+
+def test_decisions_recorded_in_bulk(engine: Engine) -> None:
+    with write_tx(engine) as session:
+        run_id = runs.start_run(session, trigger="cli", now=T0)
+        records = [
+            decisions.DecisionRecord(
+                external_customer_id=f"cus_{i % 50}",
+                currency="EUR",
+                billing_entity_code=None,
+                policy="default",
+                kind="skip",
+                reason="below_threshold",
+                detail="under 10.00 EUR",
+                amount_cents=i,
+                invoice_count=1,
+                next_eligible_at=None,
+                decided_at=T0 + timedelta(seconds=i),
+            )
+            for i in range(2500)
+        ]
+        assert decisions.record_decisions(session, run_id=run_id, decisions=records) == 2500
+    with read_session(engine) as session:
+        assert len(decisions.decisions_for_run(session, run_id=run_id)) == 2500
+        latest = decisions.latest_decisions_for_customer(
+            session, external_customer_id="cus_7", limit=3
+        )
+        assert [d.amount_cents for d in latest] == [2457, 2407, 2357]
+        assert latest[0].decided_at.tzinfo is not None
+
+
+def test_naive_datetimes_are_rejected(engine: Engine) -> None:
+    with pytest.raises(Exception, match="naive datetime"), write_tx(engine) as session:
+        runs.start_run(session, trigger="cli", now=datetime(2026, 1, 1))

@@ -1,0 +1,115 @@
+"""Engines and transactions: the same code on SQLite (embedded default) and PostgreSQL.
+
+SQLite notes (Python 3.11's sqlite3 driver): the driver's own transaction handling is turned
+off (`isolation_level=None`) and BEGIN is emitted by us, so reads are transactional too and a
+write transaction can take the write lock up front with `BEGIN IMMEDIATE` (no lock upgrade
+deadlocks, no `database is locked` half way through). WAL lets readers run beside the one
+writer; `busy_timeout` makes a writer wait for the lock instead of failing at once.
+
+Rule for callers: keep transactions short and never hold one across an HTTP call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.orm import Session
+
+from worker.store.errors import StoreError, translate_errors
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_WRITE_OPTION = "dunning_write_tx"
+
+
+def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
+    """Build the engine for `url` (sqlite:///path or postgresql+psycopg://...).
+
+    For SQLite the file's directory is created if needed. Raises `StoreError` for a URL
+    that cannot be used.
+    """
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise StoreError("invalid DUNNING_DATABASE_URL: not a database URL") from None
+    if parsed.get_backend_name() == "sqlite":
+        return _make_sqlite_engine(url, parsed.database, busy_timeout_ms)
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    raise StoreError(
+        f"unsupported database {parsed.get_backend_name()!r} in DUNNING_DATABASE_URL: "
+        "use sqlite:///path or postgresql+psycopg://..."
+    )
+
+
+def _make_sqlite_engine(url: str, database: str | None, busy_timeout_ms: int) -> Engine:
+    in_memory = database in (None, "", ":memory:") or (database or "").startswith("file::memory:")
+    if not in_memory and database is not None:
+        try:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the data directory for the SQLite database: {exc.strerror}; "
+                "set DUNNING_DATA_DIR to a writable directory"
+            ) from None
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see module doc)
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get(_WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def is_sqlite(engine_or_session: Engine | Session | Connection) -> bool:
+    bind = (
+        engine_or_session.get_bind()
+        if isinstance(engine_or_session, Session)
+        else engine_or_session
+    )
+    return bind.dialect.name == "sqlite"
+
+
+@contextmanager
+def write_tx(engine: Engine) -> Iterator[Session]:
+    """One short write transaction; commits on success, rolls back on error.
+
+    On SQLite it starts with `BEGIN IMMEDIATE`, so the write lock is held from the start and
+    a read-then-write inside it cannot race another writer. Operational failures (disk full,
+    locked, unreachable) surface as `StoreError`.
+    """
+    bind = engine.execution_options(**{_WRITE_OPTION: True})
+    with (
+        translate_errors(),
+        Session(bind=bind, expire_on_commit=False) as session,
+        session.begin(),
+    ):
+        yield session
+
+
+@contextmanager
+def read_session(engine: Engine) -> Iterator[Session]:
+    """A read-only unit of work: one transaction, ended without committing.
+
+    Objects read stay usable after the block (closing detaches them without expiring).
+    """
+    with translate_errors(), Session(bind=engine, expire_on_commit=False) as session:
+        yield session

@@ -1,0 +1,427 @@
+"""Payment-request intents: add (insert-or-nothing), claim under a lease, record results.
+
+The exactly-once scheme (design §3): an intent row is committed before any HTTP call; a worker
+claims it with a lease in one short transaction (PostgreSQL: `FOR UPDATE SKIP LOCKED`;
+SQLite: the claim runs inside `BEGIN IMMEDIATE`, so claimers are serialized), commits, calls
+Lago, then records the result in another short transaction. Every result function only
+touches a row still leased by the caller (`status='sending' AND lease_owner=owner`) and
+returns False otherwise, so a worker whose lease expired cannot overwrite a newer claimer.
+
+Except `claim_intents` (which owns its transaction), the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, case, func, literal, not_, or_, select, update
+from sqlalchemy.orm import Session
+
+from worker.store._dialect import insert_for
+from worker.store.db import write_tx
+from worker.store.keys import make_dedupe_key, make_group_key
+from worker.store.models import OPEN_INTENT_STATUSES, OUTCOMES, CustomerControl
+from worker.store.models import PaymentRequestIntent as Intent
+from worker.store.types import UTCDateTime
+
+_IN_CHUNK = 500  # bound IN (...) lists: SQLite's variable limit and query plans
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedIntent:
+    """An intent this worker now holds under a lease.
+
+    `earlier_post_started_at` is set when an earlier try may have reached Lago (a POST that
+    timed out, or a worker that died after claiming): reconcile before sending again.
+    `post_started_at` is the (earliest) instant since which a POST may have been made.
+    """
+
+    id: int
+    external_customer_id: str
+    currency: str
+    billing_entity_code: str | None
+    group_key: str
+    invoice_ids: tuple[str, ...]
+    amount_cents: int
+    email: str | None
+    policy: str | None
+    attempt_number: int
+    lease_owner: str
+    lease_expires_at: datetime
+    post_started_at: datetime
+    earlier_post_started_at: datetime | None
+    tries: int
+    ambiguous_tries: int
+    lease_was_expired: bool
+
+
+def _utc(value: datetime) -> Any:
+    return literal(value, type_=UTCDateTime())
+
+
+def add_intent(
+    session: Session,
+    *,
+    run_id: int | None,
+    external_customer_id: str,
+    currency: str,
+    billing_entity_code: str | None,
+    invoice_ids: Iterable[str],
+    amount_cents: int,
+    email: str | None,
+    policy: str | None,
+    attempt_number: int,
+    now: datetime,
+    next_attempt_at: datetime | None = None,
+) -> int | None:
+    """Insert a pending intent; return its id, or None if it already exists.
+
+    None means: the same dedupe key (a double sweep/tick) or an open intent for the group
+    already exists. Both are expected, not errors (INSERT ... ON CONFLICT DO NOTHING).
+    """
+    ids = sorted(set(invoice_ids))
+    if not ids:
+        raise ValueError("an intent needs at least one invoice id")
+    if attempt_number < 1:
+        raise ValueError(f"attempt_number must be >= 1, got {attempt_number}")
+    key = make_group_key(external_customer_id, currency, billing_entity_code)
+    statement = (
+        insert_for(session, Intent)
+        .values(
+            run_id=run_id,
+            external_customer_id=external_customer_id,
+            currency=currency,
+            billing_entity_code=billing_entity_code,
+            group_key=key,
+            invoice_ids=ids,
+            amount_cents=amount_cents,
+            email=email,
+            policy=policy,
+            attempt_number=attempt_number,
+            dedupe_key=make_dedupe_key(key, ids, attempt_number),
+            status="pending",
+            tries=0,
+            ambiguous_tries=0,
+            next_attempt_at=next_attempt_at or now,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing()
+        .returning(Intent.id)
+    )
+    return session.execute(statement).scalar_one_or_none()
+
+
+def _due(now: datetime) -> Any:
+    return or_(
+        and_(Intent.status == "pending", Intent.next_attempt_at <= _utc(now)),
+        and_(Intent.status == "sending", Intent.lease_expires_at < _utc(now)),
+    )
+
+
+def _not_paused() -> Any:
+    paused = select(CustomerControl.external_customer_id).where(
+        CustomerControl.external_customer_id == Intent.external_customer_id,
+        CustomerControl.paused.is_(True),
+    )
+    return not_(paused.exists())
+
+
+def claim_intents(
+    engine: Engine,
+    *,
+    owner: str,
+    now: datetime,
+    lease_seconds: int,
+    limit: int,
+    intent_ids: Collection[int] | None = None,
+) -> list[ClaimedIntent]:
+    """Claim up to `limit` due intents (pending and due, or `sending` with an expired lease).
+
+    Runs and commits its own short write transaction. Intents of paused customers are not
+    claimed. A claimed row gets `status='sending'`, the lease, `tries + 1`, and
+    `post_started_at` (kept if already set: that earlier try may have reached Lago). Taking
+    over an expired lease counts as an ambiguous try: its holder died mid-flight.
+    """
+    if limit < 1 or (intent_ids is not None and not intent_ids):
+        return []
+    lease_expires_at = now + timedelta(seconds=lease_seconds)
+    query = (
+        select(Intent)
+        .where(_due(now), _not_paused())
+        .order_by(Intent.next_attempt_at, Intent.id)
+        .limit(limit)
+        # PostgreSQL: lock the batch, skipping rows another claimer holds. SQLite renders
+        # nothing here; there the BEGIN IMMEDIATE of write_tx serializes claimers instead.
+        .with_for_update(skip_locked=True, of=Intent)
+    )
+    if intent_ids is not None:
+        query = query.where(Intent.id.in_(list(intent_ids)))
+    with write_tx(engine) as session:
+        rows = session.scalars(query).all()
+        if not rows:
+            return []
+        session.execute(
+            update(Intent)
+            .where(Intent.id.in_([row.id for row in rows]))
+            .values(
+                status="sending",
+                lease_owner=owner,
+                lease_expires_at=lease_expires_at,
+                post_started_at=func.coalesce(Intent.post_started_at, _utc(now)),
+                tries=Intent.tries + 1,
+                ambiguous_tries=Intent.ambiguous_tries
+                + case((Intent.status == "sending", 1), else_=0),
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return [
+            ClaimedIntent(
+                id=row.id,
+                external_customer_id=row.external_customer_id,
+                currency=row.currency,
+                billing_entity_code=row.billing_entity_code,
+                group_key=row.group_key,
+                invoice_ids=tuple(row.invoice_ids),
+                amount_cents=row.amount_cents,
+                email=row.email,
+                policy=row.policy,
+                attempt_number=row.attempt_number,
+                lease_owner=owner,
+                lease_expires_at=lease_expires_at,
+                post_started_at=row.post_started_at or now,
+                earlier_post_started_at=row.post_started_at,
+                tries=row.tries + 1,
+                ambiguous_tries=row.ambiguous_tries + (1 if row.status == "sending" else 0),
+                lease_was_expired=row.status == "sending",
+            )
+            for row in rows
+        ]
+
+
+def _leased(intent_id: int, owner: str) -> Any:
+    return and_(Intent.id == intent_id, Intent.status == "sending", Intent.lease_owner == owner)
+
+
+def _update_leased(session: Session, intent_id: int, owner: str, **values: Any) -> bool:
+    result = session.execute(
+        update(Intent)
+        .where(_leased(intent_id, owner))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def _release(now: datetime) -> dict[str, Any]:
+    return {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
+
+
+def record_sent(
+    session: Session,
+    *,
+    intent_id: int,
+    owner: str,
+    now: datetime,
+    lago_payment_request_id: str,
+    lago_invoice_ids: Iterable[str],
+    adopted: bool = False,
+    detail: str | None = None,
+) -> bool:
+    """Mark `sent` (our POST created it) or `adopted` (found in Lago), storing Lago's id and
+    exactly the invoice ids Lago reports for the request."""
+    return _update_leased(
+        session,
+        intent_id,
+        owner,
+        status="adopted" if adopted else "sent",
+        lago_payment_request_id=lago_payment_request_id,
+        lago_invoice_ids=sorted(set(lago_invoice_ids)),
+        sent_at=now,
+        last_error_code=None,
+        last_error=_one_line(detail),
+        **_release(now),
+    )
+
+
+def record_refused(
+    session: Session, *, intent_id: int, owner: str, now: datetime, error_code: str, error: str
+) -> bool:
+    """Lago said no for good (404/405/422): the next sweep re-evaluates the group."""
+    return _update_leased(
+        session,
+        intent_id,
+        owner,
+        status="refused",
+        last_error_code=error_code,
+        last_error=_one_line(error),
+        **_release(now),
+    )
+
+
+def record_blocked(
+    session: Session, *, intent_id: int, owner: str, now: datetime, error_code: str, error: str
+) -> bool:
+    """The Lago instance cannot create payment requests (no premium licence)."""
+    return _update_leased(
+        session,
+        intent_id,
+        owner,
+        status="blocked",
+        last_error_code=error_code,
+        last_error=_one_line(error),
+        **_release(now),
+    )
+
+
+def record_needs_review(
+    session: Session, *, intent_id: int, owner: str, now: datetime, error_code: str, reason: str
+) -> bool:
+    """Too many unknown outcomes: stop retrying and let a human decide."""
+    return _update_leased(
+        session,
+        intent_id,
+        owner,
+        status="needs_review",
+        last_error_code=error_code,
+        last_error=_one_line(reason),
+        **_release(now),
+    )
+
+
+def reschedule(
+    session: Session,
+    *,
+    intent_id: int,
+    owner: str,
+    now: datetime,
+    next_attempt_at: datetime,
+    error_code: str | None,
+    error: str | None,
+    clear_post_started: bool,
+    count_ambiguous: bool = False,
+) -> bool:
+    """Back to `pending`, due at `next_attempt_at`.
+
+    `clear_post_started=True` only when Lago certainly did not create anything (429, a
+    not-ready 405, a connection never made): the next try may POST without reconciling.
+    `count_ambiguous=True` for an unknown outcome (timeout, 5xx): the next try reconciles.
+    """
+    values: dict[str, Any] = {
+        "status": "pending",
+        "next_attempt_at": next_attempt_at,
+        "last_error_code": error_code,
+        "last_error": _one_line(error),
+        **_release(now),
+    }
+    if clear_post_started:
+        values["post_started_at"] = None
+    if count_ambiguous:
+        values["ambiguous_tries"] = Intent.ambiguous_tries + 1
+    return _update_leased(session, intent_id, owner, **values)
+
+
+def restart_post_window(session: Session, *, intent_id: int, owner: str, now: datetime) -> bool:
+    """Before re-POSTing after a settled, empty reconcile: a new POST starts now."""
+    return _update_leased(session, intent_id, owner, post_started_at=now, updated_at=now)
+
+
+def cancel_intent(session: Session, *, intent_id: int, now: datetime, reason: str) -> bool:
+    """Withdraw a `pending` intent (e.g. its invoices were paid). Leased ones are left alone."""
+    result = session.execute(
+        update(Intent)
+        .where(Intent.id == intent_id, Intent.status == "pending")
+        .values(status="cancelled", last_error=_one_line(reason), updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def set_outcome(
+    session: Session,
+    *,
+    intent_id: int,
+    outcome: str,
+    recovered_cents: int | None,
+    now: datetime,
+    resolved: bool,
+) -> bool:
+    """Record what became of a sent/adopted request's invoices (reconciliation)."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown outcome {outcome!r}; expected one of {OUTCOMES}")
+    result = session.execute(
+        update(Intent)
+        .where(Intent.id == intent_id, Intent.status.in_(("sent", "adopted")))
+        .values(
+            outcome=outcome,
+            recovered_cents=recovered_cents,
+            resolved_at=now if resolved else None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def get_intent(session: Session, intent_id: int) -> Intent | None:
+    return session.get(Intent, intent_id)
+
+
+def due_intent_ids(session: Session, *, now: datetime, limit: int = 1000) -> list[int]:
+    """Ids of intents a recovery pass should run now (oldest due first)."""
+    return list(
+        session.scalars(
+            select(Intent.id)
+            .where(_due(now), _not_paused())
+            .order_by(Intent.next_attempt_at, Intent.id)
+            .limit(limit)
+        )
+    )
+
+
+def open_group_keys(session: Session, *, group_keys: Iterable[str]) -> set[str]:
+    """Those of `group_keys` that have an open (pending|sending) intent."""
+    found: set[str] = set()
+    for chunk in _chunks(sorted(set(group_keys))):
+        found.update(
+            session.scalars(
+                select(Intent.group_key).where(
+                    Intent.group_key.in_(chunk), Intent.status.in_(OPEN_INTENT_STATUSES)
+                )
+            )
+        )
+    return found
+
+
+def known_lago_ids(session: Session, *, lago_ids: Iterable[str]) -> set[str]:
+    """Those of `lago_ids` already recorded on some intent (they cannot be adopted again)."""
+    found: set[str] = set()
+    for chunk in _chunks(sorted(set(lago_ids))):
+        found.update(
+            session.scalars(
+                select(Intent.lago_payment_request_id).where(
+                    Intent.lago_payment_request_id.in_(chunk)
+                )
+            )
+        )
+    return found
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Intent.status, func.count()).group_by(Intent.status)).all()
+    return {status: int(count) for status, count in rows}
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
+
+
+def _one_line(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return " ".join(text.split())[:1000]

@@ -1,0 +1,206 @@
+"""The ledger's tables (SQLAlchemy 2.0 typed models).
+
+Statuses are plain strings guarded by CHECK constraints (no database enum types: adding a
+value stays a one-line migration on both engines). Datetimes are aware UTC (`UTCDateTime`).
+Secondary indexes are declared here too; migration 0002 creates them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Final
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from worker.store.types import BigIntPK, PortableJSON, UTCDateTime
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+RUN_TRIGGERS: Final = ("beat", "cli", "celery", "api")
+RUN_STATUSES: Final = ("running", "succeeded", "failed", "blocked")
+INTENT_STATUSES: Final = (
+    "pending",  # waiting to be sent (first time, or again after a retryable outcome)
+    "sending",  # claimed by a worker under a lease
+    "sent",  # our POST created the payment request
+    "adopted",  # a payment request found in Lago (ours after a crash, or Lago's own dunning)
+    "refused",  # Lago said no for good (404/405/422): re-evaluated by the next sweep
+    "blocked",  # the Lago instance lacks the premium licence (403 feature_unavailable)
+    "needs_review",  # too many unknown outcomes: a human decides
+    "cancelled",  # withdrawn before sending (e.g. the invoices were paid)
+)
+OPEN_INTENT_STATUSES: Final = ("pending", "sending")
+OUTCOMES: Final = ("paid", "partially_paid", "failed", "voided", "disputed", "open")
+
+
+def _in_list(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime}
+
+
+class SweepRun(Base):
+    __tablename__ = "sweep_runs"
+    __table_args__ = (
+        CheckConstraint(_in_list("trigger", RUN_TRIGGERS), name="trigger"),
+        CheckConstraint(_in_list("status", RUN_STATUSES), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    trigger: Mapped[str] = mapped_column(String(16))
+    # The beat tick slot (e.g. "2026-11-22T00:30Z"): UNIQUE so a double-fired tick is a no-op.
+    slot: Mapped[str | None] = mapped_column(String(64), unique=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    policy_version: Mapped[str | None] = mapped_column(String(64))
+    invoices_seen: Mapped[int] = mapped_column(Integer, default=0)
+    groups: Mapped[int] = mapped_column(Integer, default=0)
+    intents_created: Mapped[int] = mapped_column(Integer, default=0)
+    requests_sent: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    malformed: Mapped[int] = mapped_column(Integer, default=0)
+    api_calls: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class PaymentRequestIntent(Base):
+    __tablename__ = "payment_request_intents"
+    __table_args__ = (
+        CheckConstraint(_in_list("status", INTENT_STATUSES), name="status"),
+        CheckConstraint(f"outcome IS NULL OR {_in_list('outcome', OUTCOMES)}", name="outcome"),
+        CheckConstraint("attempt_number >= 1", name="attempt_number"),
+        # At most ONE open intent per group, whatever the sweeps do.
+        Index(
+            "uq_intents_open_group",
+            "group_key",
+            unique=True,
+            sqlite_where=text(_in_list("status", OPEN_INTENT_STATUSES)),
+            postgresql_where=text(_in_list("status", OPEN_INTENT_STATUSES)),
+        ),
+        # The claim scan: due pending rows and expired leases.
+        Index("ix_intents_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_intents_customer", "external_customer_id"),
+        Index("ix_intents_run", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("sweep_runs.id", ondelete="SET NULL"))
+    external_customer_id: Mapped[str] = mapped_column(String(255))
+    currency: Mapped[str] = mapped_column(String(3))
+    billing_entity_code: Mapped[str | None] = mapped_column(String(255))
+    group_key: Mapped[str] = mapped_column(String(600))
+    invoice_ids: Mapped[list[str]] = mapped_column(PortableJSON)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    email: Mapped[str | None] = mapped_column(String(320))
+    policy: Mapped[str | None] = mapped_column(String(255))
+    attempt_number: Mapped[int] = mapped_column(Integer)
+    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    lago_payment_request_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    lago_invoice_ids: Mapped[list[str] | None] = mapped_column(PortableJSON)
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None]
+    post_started_at: Mapped[datetime | None]
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    ambiguous_tries: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error_code: Mapped[str | None] = mapped_column(String(128))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    # Filled by reconciliation once the invoices settle.
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    recovered_cents: Mapped[int | None] = mapped_column(BigInteger)
+    resolved_at: Mapped[datetime | None]
+
+
+class GroupStateRow(Base):
+    """Attempts per group. `group_key` is `customer|currency|entity` ('-' when no entity), so
+    the UNIQUE constraint also holds for groups without a billing entity (NULLs never clash)."""
+
+    __tablename__ = "group_states"
+    __table_args__ = (UniqueConstraint("external_customer_id", "currency", "billing_entity_code"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    group_key: Mapped[str] = mapped_column(String(600), unique=True)
+    external_customer_id: Mapped[str] = mapped_column(String(255))
+    currency: Mapped[str] = mapped_column(String(3))
+    billing_entity_code: Mapped[str | None] = mapped_column(String(255))
+    attempts_used: Mapped[int] = mapped_column(Integer, default=0)
+    last_attempt_at: Mapped[datetime | None]
+    exhausted_at: Mapped[datetime | None]
+    last_dunned_invoice_ids: Mapped[list[str] | None] = mapped_column(PortableJSON)
+    updated_at: Mapped[datetime]
+
+
+class CustomerControl(Base):
+    """Operators' switches per customer (`dunning pause|resume`)."""
+
+    __tablename__ = "customer_controls"
+
+    external_customer_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class DecisionRow(Base):
+    """One decision of one sweep for one group, skips included (explains `plan`/`status`)."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (
+        Index("ix_decisions_run", "run_id"),
+        Index("ix_decisions_customer_decided", "external_customer_id", "decided_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("sweep_runs.id", ondelete="CASCADE"))
+    external_customer_id: Mapped[str] = mapped_column(String(255))
+    currency: Mapped[str] = mapped_column(String(3))
+    billing_entity_code: Mapped[str | None] = mapped_column(String(255))
+    policy: Mapped[str | None] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    amount_cents: Mapped[int | None] = mapped_column(BigInteger)
+    invoice_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_eligible_at: Mapped[datetime | None]
+    decided_at: Mapped[datetime]
+    intent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("payment_request_intents.id", ondelete="SET NULL")
+    )
+
+
+class WebhookEvent(Base):
+    """Lago webhooks seen, deduplicated by `X-Lago-Unique-Key`."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    unique_key: Mapped[str] = mapped_column(String(255), unique=True)
+    webhook_type: Mapped[str] = mapped_column(String(128))
+    received_at: Mapped[datetime]
+    processed_at: Mapped[datetime | None]
