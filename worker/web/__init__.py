@@ -1,0 +1,1 @@
+"""`dunning serve`: the Starlette app receiving Lago webhooks and exposing metrics."""
