@@ -1,0 +1,528 @@
+"""Reconcile outcomes: what happened after we asked a customer to pay.
+
+For every sent or adopted intent that is not settled yet, look at its invoices and decide an
+outcome: paid, partially_paid, failed, voided, disputed or open. Lago does not update a
+payment request's status when its invoices are paid another way (manual payment, invoice
+update), so the invoices are the truth; the payment request only adds "the charge failed"
+or "the charge succeeded".
+
+Budget rules (design.md §2):
+- only intents that are due for a check are looked at (`intent_outcome_checks.next_check_at`,
+  backing off from 15 minutes to a day), at most `limit` of them per call cost API calls;
+- an intent whose invoices the sweep still saw in the overdue listing (`still_overdue`) is
+  unpaid: no GET, just a later check;
+- an invoice missing from a listing is never taken as paid: it is confirmed with
+  `GET /api/v1/invoices/{id}` first.
+
+When all dunned invoices are settled and some were paid, the outcome is `paid`, the amount
+recovered since the request is recorded, and the group's attempt counter is reset (Lago's own
+rule: a paid dunned invoice resets the dunning counter). The same write path serves webhooks
+(`apply_webhook`), so both agree on what an outcome means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.expression import Exists
+
+from worker import metrics
+from worker.lago.errors import LagoError, LagoNotFoundError
+from worker.lago.models import Invoice
+from worker.logging import get_logger
+from worker.services.runtime import Runtime
+from worker.store.db import read_session, write_tx
+from worker.store.group_states import reset_group
+from worker.store.intents import set_outcome
+from worker.store.models import PaymentRequestIntent
+from worker.store.outcome_checks import IntentOutcomeCheck, schedule_check
+
+log = get_logger(__name__)
+
+Outcome = Literal["paid", "partially_paid", "failed", "voided", "disputed", "open"]
+CheckMethod = Literal["get", "listing", "webhook"]
+
+# Intents whose outcome is still being tracked.
+TRACKED_STATUSES = ("sent", "adopted")
+CHECK_BACKOFF = (
+    timedelta(minutes=15),
+    timedelta(hours=1),
+    timedelta(hours=4),
+    timedelta(hours=12),
+    timedelta(hours=24),
+)
+DEFAULT_LIMIT = 50
+
+
+def next_check_delay(checks_done: int) -> timedelta:
+    """15 min, 1 h, 4 h, 12 h, then daily: most payments land soon after a request."""
+    return CHECK_BACKOFF[min(max(checks_done, 0), len(CHECK_BACKOFF) - 1)]
+
+
+# -- the pure part --------------------------------------------------------------------------
+
+
+InvoiceState = Literal["paid", "voided", "disputed", "open"]
+
+
+def invoice_state(invoice: Invoice) -> InvoiceState:
+    if invoice.status == "voided" or invoice.voided_at is not None:
+        return "voided"
+    if invoice.payment_dispute_lost_at is not None:
+        return "disputed"
+    if invoice.payment_status == "succeeded" or invoice.due_cents <= 0:
+        return "paid"
+    return "open"
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """The outcome of one intent from the current state of its invoices.
+
+    `final` = every dunned invoice is settled (paid, voided or dispute lost): no more checks.
+    """
+
+    outcome: Outcome
+    recovered_cents: int
+    final: bool
+
+
+def assess_outcome(
+    asked_cents: int,
+    invoices: Sequence[Invoice],
+    *,
+    request_status: str | None = None,
+    request_failed: bool = False,
+) -> Assessment:
+    """Decide the outcome of a request that asked for `asked_cents` on `invoices`.
+
+    Recovered = what was asked minus what is still due, minus what was written off (voided or
+    dispute lost, counted at what was left unpaid on them). A request whose charge succeeded
+    (`request_status == "succeeded"`) recovered at least what it asked for.
+    """
+    if request_status == "succeeded":
+        return Assessment("paid", max(asked_cents, 0), True)
+    states = [invoice_state(invoice) for invoice in invoices]
+    still_due = sum(
+        max(invoice.due_cents, 0)
+        for invoice, state in zip(invoices, states, strict=True)
+        if state == "open"
+    )
+    written_off = sum(
+        max(invoice.total_amount_cents - invoice.total_paid_amount_cents, 0)
+        for invoice, state in zip(invoices, states, strict=True)
+        if state in ("voided", "disputed")
+    )
+    recovered = max(asked_cents - still_due - written_off, 0)
+    if "open" not in states:
+        if "paid" in states:
+            return Assessment("paid", recovered, True)
+        if "disputed" in states:
+            return Assessment("disputed", 0, True)
+        return Assessment("voided", 0, True)
+    if recovered > 0:
+        return Assessment("partially_paid", recovered, False)
+    if request_failed or request_status == "failed":
+        return Assessment("failed", 0, False)
+    return Assessment("open", 0, False)
+
+
+# -- reading the ledger ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedIntent:
+    """What reconciliation needs of one intent (read in a short transaction)."""
+
+    id: int
+    group_key: str
+    external_customer_id: str
+    currency: str
+    invoice_ids: tuple[str, ...]
+    amount_cents: int
+    lago_payment_request_id: str | None
+    outcome: str | None
+    superseded: bool
+
+    @classmethod
+    def from_row(cls, row: PaymentRequestIntent, *, superseded: bool = False) -> TrackedIntent:
+        ids = row.lago_invoice_ids or row.invoice_ids
+        return cls(
+            id=row.id,
+            group_key=row.group_key,
+            external_customer_id=row.external_customer_id,
+            currency=row.currency,
+            invoice_ids=tuple(sorted(ids)),
+            amount_cents=row.amount_cents,
+            lago_payment_request_id=row.lago_payment_request_id,
+            outcome=row.outcome,
+            superseded=superseded,
+        )
+
+
+def _superseded_clause() -> Exists:
+    newer = aliased(PaymentRequestIntent)
+    return exists().where(
+        newer.group_key == PaymentRequestIntent.group_key,
+        newer.id > PaymentRequestIntent.id,
+        newer.status.in_(TRACKED_STATUSES),
+    )
+
+
+def due_intents(session: Session, *, now: datetime, limit: int) -> list[TrackedIntent]:
+    """Unsettled sent/adopted intents due for a check, the longest-waiting first."""
+    superseded = _superseded_clause().label("superseded")
+    statement = (
+        select(PaymentRequestIntent, superseded)
+        .outerjoin(IntentOutcomeCheck, IntentOutcomeCheck.intent_id == PaymentRequestIntent.id)
+        .where(
+            PaymentRequestIntent.status.in_(TRACKED_STATUSES),
+            PaymentRequestIntent.resolved_at.is_(None),
+            or_(
+                IntentOutcomeCheck.intent_id.is_(None),
+                and_(
+                    IntentOutcomeCheck.next_check_at.is_not(None),
+                    IntentOutcomeCheck.next_check_at <= now,
+                ),
+            ),
+        )
+        .order_by(IntentOutcomeCheck.next_check_at.asc().nulls_first(), PaymentRequestIntent.id)
+        .limit(limit)
+    )
+    return [
+        TrackedIntent.from_row(row, superseded=bool(is_superseded))
+        for row, is_superseded in session.execute(statement).all()
+    ]
+
+
+def unsettled_intents_of(
+    session: Session, *, external_customer_id: str | None, invoice_ids: Iterable[str]
+) -> list[TrackedIntent]:
+    """The latest unsettled sent/adopted intent of each group covering any of `invoice_ids`.
+
+    An older attempt superseded by a newer one for the same group is left out: a payment
+    after attempt 2 is credited to attempt 2 only.
+    """
+    wanted = set(invoice_ids)
+    statement = select(PaymentRequestIntent).where(
+        PaymentRequestIntent.status.in_(TRACKED_STATUSES),
+        PaymentRequestIntent.resolved_at.is_(None),
+        ~_superseded_clause(),
+    )
+    if external_customer_id is not None:
+        statement = statement.where(
+            PaymentRequestIntent.external_customer_id == external_customer_id
+        )
+    rows = session.execute(statement.order_by(PaymentRequestIntent.id)).scalars().all()
+    return [
+        TrackedIntent.from_row(row)
+        for row in rows
+        if wanted & set(row.lago_invoice_ids or row.invoice_ids)
+    ]
+
+
+# -- writing an outcome ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One outcome written to the ledger (for logs and metrics after commit)."""
+
+    intent_id: int
+    currency: str
+    outcome: Outcome
+    recovered_cents: int
+    newly_recovered_cents: int
+    final: bool
+    group_reset: bool
+
+
+def record_assessment(
+    session: Session,
+    intent_id: int,
+    assessment: Assessment,
+    *,
+    now: datetime,
+    checked: bool = True,
+    next_check_at: datetime | None = None,
+) -> Recorded | None:
+    """Write `assessment` on the intent (inside the caller's write transaction).
+
+    Returns None when there is nothing to do: the intent is gone, not tracked, or already
+    settled (e.g. a webhook got there first). A final `paid` outcome resets the group.
+    `next_check_at` is ignored for final outcomes (no more checks).
+    """
+    intent = session.get(PaymentRequestIntent, intent_id)
+    if intent is None or intent.status not in TRACKED_STATUSES or intent.resolved_at is not None:
+        return None
+    previous = intent.recovered_cents or 0
+    # Partial payments only grow; a later listing or webhook never lowers what was recorded.
+    recovered = max(assessment.recovered_cents, previous)
+    set_outcome(
+        session,
+        intent_id=intent_id,
+        outcome=assessment.outcome,
+        recovered_cents=recovered if recovered > 0 or assessment.final else None,
+        now=now,
+        resolved=assessment.final,
+    )
+    schedule_check(
+        session,
+        intent_id,
+        next_check_at=None if assessment.final else next_check_at,
+        checked_at=now if checked else None,
+    )
+    group_reset = assessment.final and assessment.outcome == "paid"
+    if group_reset:
+        # Lago's rule: paid dunned invoices start the group's dunning cycle over.
+        reset_group(
+            session,
+            external_customer_id=intent.external_customer_id,
+            currency=intent.currency,
+            billing_entity_code=intent.billing_entity_code,
+            now=now,
+        )
+    return Recorded(
+        intent_id=intent_id,
+        currency=intent.currency,
+        outcome=assessment.outcome,
+        recovered_cents=recovered,
+        newly_recovered_cents=max(recovered - previous, 0),
+        final=assessment.final,
+        group_reset=group_reset,
+    )
+
+
+def publish(recorded: Iterable[Recorded], *, source: str) -> None:
+    """Metrics and logs for outcomes that were committed."""
+    for item in recorded:
+        if item.outcome == "open":
+            continue
+        metrics.record_outcome(
+            item.outcome,
+            source=source,
+            currency=item.currency,
+            recovered_cents=item.newly_recovered_cents,
+        )
+        log.info(
+            "intent outcome recorded",
+            intent_id=item.intent_id,
+            outcome=item.outcome,
+            recovered_cents=item.recovered_cents,
+            final=item.final,
+            group_reset=item.group_reset,
+            source=source,
+        )
+
+
+# -- talking to Lago ------------------------------------------------------------------------
+
+
+class InvoiceLookupError(Exception):
+    """An invoice could not be confirmed with Lago (one line, no secrets)."""
+
+
+def fetch_invoices(
+    rt: Runtime, invoice_ids: Iterable[str], *, known: Mapping[str, Invoice] | None = None
+) -> dict[str, Invoice]:
+    """The invoices by id: taken from `known` when given, else one GET each."""
+    found: dict[str, Invoice] = dict(known or {})
+    for invoice_id in invoice_ids:
+        if invoice_id in found:
+            continue
+        try:
+            found[invoice_id] = rt.client.get_invoice(invoice_id)
+        except LagoNotFoundError:
+            raise InvoiceLookupError(f"invoice {invoice_id} not found in Lago") from None
+        except LagoError as exc:
+            raise InvoiceLookupError(f"cannot read invoice {invoice_id}: {exc}") from None
+    return found
+
+
+def request_status(rt: Runtime, lago_payment_request_id: str | None) -> str | None:
+    """The payment request's own status (provider charge), or None if unknown."""
+    if lago_payment_request_id is None:
+        return None
+    try:
+        return rt.client.get_payment_request(lago_payment_request_id).payment_status
+    except LagoError as exc:
+        log.warning(
+            "cannot read payment request status",
+            lago_payment_request_id=lago_payment_request_id,
+            error=str(exc),
+        )
+        return None
+
+
+# -- the service ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ReconcileSummary:
+    examined: int = 0
+    confirmed_by_get: int = 0
+    still_overdue: int = 0
+    superseded: int = 0
+    paid: int = 0
+    partially_paid: int = 0
+    failed: int = 0
+    voided: int = 0
+    disputed: int = 0
+    open: int = 0
+    groups_reset: int = 0
+    recovered_cents: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+    deferred: int = 0
+
+    def count(self, item: Recorded) -> None:
+        setattr(self, item.outcome, getattr(self, item.outcome) + 1)
+        if item.group_reset:
+            self.groups_reset += 1
+        if item.newly_recovered_cents:
+            self.recovered_cents[item.currency] = (
+                self.recovered_cents.get(item.currency, 0) + item.newly_recovered_cents
+            )
+
+
+def reconcile_outcomes(
+    rt: Runtime,
+    *,
+    now: datetime | None = None,
+    limit: int = DEFAULT_LIMIT,
+    still_overdue: set[str] | frozenset[str] | None = None,
+) -> ReconcileSummary:
+    """Check the outcome of up to `limit` due intents (those needing Lago calls).
+
+    `still_overdue`: invoice ids the caller's sweep just saw in the overdue listing; an intent
+    whose invoices are all in it is recorded as still open without any API call (and does
+    not count against `limit`).
+    """
+    if limit < 1:
+        raise ValueError("limit must be >= 1")
+    now = now or rt.clock()
+    summary = ReconcileSummary()
+    scan = limit if still_overdue is None else limit * 10
+    with read_session(rt.engine) as session:
+        candidates = due_intents(session, now=now, limit=scan)
+        checks = {
+            check.intent_id: check.checks
+            for check in session.execute(
+                select(IntentOutcomeCheck).where(
+                    IntentOutcomeCheck.intent_id.in_([c.id for c in candidates])
+                )
+            ).scalars()
+        }
+    budget = limit
+    for intent in candidates:
+        summary.examined += 1
+        delay = next_check_delay(checks.get(intent.id, 0))
+        if intent.superseded:
+            _close_superseded(rt, intent, now=now)
+            summary.superseded += 1
+            continue
+        if still_overdue is not None and set(intent.invoice_ids) <= still_overdue:
+            with write_tx(rt.engine) as session:
+                recorded = record_assessment(
+                    session,
+                    intent.id,
+                    Assessment(_keep_open(intent.outcome), 0, False),
+                    now=now,
+                    next_check_at=now + delay,
+                )
+            summary.still_overdue += 1
+            metrics.record_check("listing")
+            if recorded is not None:
+                summary.count(recorded)
+            continue
+        if budget <= 0:
+            summary.deferred += 1
+            continue
+        budget -= 1
+        _check_with_lago(rt, intent, now=now, delay=delay, summary=summary)
+    _refresh_gauges(rt)
+    log.info(
+        "outcomes reconciled",
+        examined=summary.examined,
+        confirmed_by_get=summary.confirmed_by_get,
+        paid=summary.paid,
+        partially_paid=summary.partially_paid,
+        groups_reset=summary.groups_reset,
+        errors=summary.errors,
+    )
+    return summary
+
+
+def _keep_open(outcome: str | None) -> Outcome:
+    """A still-overdue intent keeps a known failure or partial payment, else is open."""
+    if outcome == "failed":
+        return "failed"
+    if outcome == "partially_paid":
+        return "partially_paid"
+    return "open"
+
+
+def _check_with_lago(
+    rt: Runtime,
+    intent: TrackedIntent,
+    *,
+    now: datetime,
+    delay: timedelta,
+    summary: ReconcileSummary,
+) -> None:
+    try:
+        invoices = fetch_invoices(rt, intent.invoice_ids)
+    except InvoiceLookupError as exc:
+        summary.errors += 1
+        log.warning("outcome check failed", intent_id=intent.id, error=str(exc))
+        with write_tx(rt.engine) as session:
+            schedule_check(
+                session, intent.id, next_check_at=now + delay, checked_at=now, error=str(exc)[:500]
+            )
+        return
+    ordered = [invoices[invoice_id] for invoice_id in intent.invoice_ids]
+    assessment = assess_outcome(
+        intent.amount_cents, ordered, request_failed=intent.outcome == "failed"
+    )
+    if not assessment.final and assessment.recovered_cents == 0:
+        # Invoices untouched: the provider charge may still have succeeded or failed.
+        status = request_status(rt, intent.lago_payment_request_id)
+        if status is not None:
+            assessment = assess_outcome(
+                intent.amount_cents,
+                ordered,
+                request_status=status,
+                request_failed=intent.outcome == "failed",
+            )
+    with write_tx(rt.engine) as session:
+        recorded = record_assessment(
+            session, intent.id, assessment, now=now, next_check_at=now + delay
+        )
+    summary.confirmed_by_get += 1
+    metrics.record_check("get")
+    if recorded is not None:
+        summary.count(recorded)
+        publish([recorded], source="reconcile")
+
+
+def _close_superseded(rt: Runtime, intent: TrackedIntent, *, now: datetime) -> None:
+    """A newer attempt for the group took over: stop checking this one (credit goes there)."""
+    with write_tx(rt.engine) as session:
+        row = session.get(PaymentRequestIntent, intent.id)
+        if row is not None and row.outcome is None:
+            row.outcome = "open"
+            row.updated_at = now
+        schedule_check(session, intent.id, next_check_at=None, checked_at=None)
+
+
+def _refresh_gauges(rt: Runtime) -> None:
+    from worker.services.status import intent_counts
+
+    try:
+        metrics.set_intent_counts(intent_counts(rt.engine))
+    except Exception as exc:  # metrics must never fail a reconcile pass
+        log.warning("cannot refresh intent gauges", error=type(exc).__name__)
