@@ -15,6 +15,7 @@ Two broker shapes, same code path:
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,7 @@ def beat_schedule(cron: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def celery_config(settings: Settings, *, cron: str) -> dict[str, Any]:
+def celery_config(settings: Settings, *, cron: str | None) -> dict[str, Any]:
     """Every Celery setting we rely on, explicit (research/celery-reliability.md §1.6, §2)."""
     redis = settings.broker_is_redis
     soft, hard = DEFAULT_TIME_LIMITS
@@ -166,7 +167,7 @@ def celery_config(settings: Settings, *, cron: str) -> dict[str, Any]:
         # them, so they would only pile up as files there.
         "worker_send_task_events": redis,
         "task_send_sent_event": redis,
-        "beat_schedule": beat_schedule(cron),
+        "beat_schedule": beat_schedule(cron) if cron is not None else {},
         "beat_max_loop_interval": BEAT_MAX_LOOP_INTERVAL_S,
     }
     if redis:
@@ -191,8 +192,9 @@ def celery_config(settings: Settings, *, cron: str) -> dict[str, Any]:
     return conf
 
 
-def create_app(settings: Settings, *, cron: str, set_as_current: bool = True) -> Celery:
-    """A configured Celery app for `settings`; `cron` is the sweep cadence."""
+def create_app(settings: Settings, *, cron: str | None, set_as_current: bool = True) -> Celery:
+    """A configured Celery app for `settings`; `cron` is the sweep cadence (None: no beat
+    schedule, e.g. an app that only sends tasks by name)."""
     app = Celery("dunning", include=["tasks.dunning"], set_as_current=set_as_current)
     app.conf.update(celery_config(settings, cron=cron))
     app.conf.task_annotations = {
@@ -222,13 +224,34 @@ def _bootstrap() -> tuple[Settings, Celery]:
         ) from None
 
 
-settings, app = _bootstrap()
+_booted: tuple[Settings, Celery] | None = None
+
+
+def _booted_app() -> tuple[Settings, Celery]:
+    global _booted  # noqa: PLW0603 - the process's one app, built on first use
+    if _booted is None:
+        _booted = _bootstrap()
+    return _booted
+
+
+def __getattr__(name: str) -> Any:
+    """`worker.celery.app` (what `celery -A worker` loads) is built from the environment on
+    first access, so importing this module to build another app has no side effects."""
+    if name == "app":
+        return _booted_app()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: Libraries whose INFO lines say nothing to an operator of this worker.
+QUIET_LOGGERS = {"alembic.runtime.migration": logging.WARNING, "kombu.connection": logging.ERROR}
 
 
 def _configure_logging(**_: Any) -> None:
     from worker.logging import configure_logging
 
-    configure_logging(settings)
+    configure_logging(_booted_app()[0])
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def _bind_task_context(task_id: str | None = None, task: Any = None, **_: Any) -> None:

@@ -1,0 +1,149 @@
+"""Celery tasks: thin wrappers that turn a message (ids only) into one service call.
+
+Names are explicit and stable; beat and the CLI reach them by name. No task retries itself
+or uses ETA/countdown: a failed or interrupted run is re-derived from the ledger by the next
+sweep or reconcile pass.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from celery import Task, shared_task
+
+from tasks.runtime import get_runtime
+from tasks.slots import tick_slot
+from worker.lago.errors import FeatureUnavailableError, LagoError
+from worker.logging import get_logger
+from worker.services.recover_intents import recover_intents
+from worker.services.send_payment_request import SendStatus
+from worker.services.send_payment_request import send_payment_request as send_service
+from worker.services.sweep import run_sweep
+
+SWEEP = "dunning.sweep"
+SEND_PAYMENT_REQUEST = "dunning.send_payment_request"
+RECONCILE = "dunning.reconcile"
+
+#: `trigger` beat puts in the sweep's kwargs: only those runs claim a tick slot.
+BEAT_TRIGGER = "beat"
+#: Sends running at once inside one reconcile task (each is mostly waiting on Lago).
+RECONCILE_CONCURRENCY = 4
+
+log = get_logger("tasks.dunning")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def stable_task(name: str) -> Callable[[_F], _F]:
+    """`shared_task` with an explicit name, bound (`self` is the Task), no result stored."""
+    return cast("Callable[[_F], _F]", shared_task(name=name, bind=True, ignore_result=True))
+
+
+_licence_warned = threading.Event()
+
+
+def owner_for(task: Task) -> str:
+    """A lease owner unique to this execution (a redelivered message gets a new one)."""
+    host = task.request.hostname or socket.gethostname()
+    return f"{host}:{os.getpid()}:{task.request.id or '-'}:{uuid.uuid4().hex[:8]}"
+
+
+def warn_licence_once(detail: str) -> bool:
+    """Log the missing premium licence once per process; True if this call logged it."""
+    if _licence_warned.is_set():
+        return False
+    _licence_warned.set()
+    log.error(
+        "lago_premium_licence_missing",
+        detail=detail,
+        hint="Lago refuses payment requests without a premium licence; intents stay in the "
+        "ledger as blocked until it is active (then `dunning retry INTENT_ID`)",
+    )
+    return True
+
+
+def _enqueue_sends(task: Task, intent_ids: list[int]) -> None:
+    for intent_id in intent_ids:
+        task.app.send_task(SEND_PAYMENT_REQUEST, args=[intent_id])
+
+
+@stable_task(SWEEP)
+def sweep(self: Task, trigger: str = "celery", customer: str | None = None) -> dict[str, Any]:
+    """Plan one sweep and fan out one send per created intent. Beat-triggered runs own their
+    cron slot, so a double fire of one slot is a no-op."""
+    rt = get_runtime()
+    now = rt.clock()
+    slot = tick_slot(rt.policies.cron, now) if trigger == BEAT_TRIGGER else None
+    try:
+        summary = run_sweep(
+            rt, trigger=trigger, now=now, customer=customer, slot=slot, send_inline=False
+        )
+    except FeatureUnavailableError as exc:
+        warn_licence_once(str(exc))
+        return {"status": "blocked", "slot": slot}
+    except LagoError as exc:
+        log.error("sweep_failed", trigger=trigger, slot=slot, error=str(exc))
+        return {"status": "failed", "slot": slot, "error": str(exc)}
+    if not summary.slot_taken:
+        return {"status": "slot_taken", "slot": slot}
+    _enqueue_sends(self, summary.intent_ids)
+    return {"status": "done", "slot": slot, "run_id": summary.run_id, "intents": summary.intent_ids}
+
+
+@stable_task(SEND_PAYMENT_REQUEST)
+def send_payment_request(self: Task, intent_id: int) -> str:
+    """Claim, reconcile-or-send, record: the ledger decides whether anything is sent."""
+    rt = get_runtime()
+    settings = rt.settings
+    outcome = send_service(
+        engine=rt.engine,
+        client=rt.client,
+        intent_id=int(intent_id),
+        owner=owner_for(self),
+        now=rt.clock,
+        settle_seconds=settings.settle_seconds,
+        lease_seconds=settings.lease_seconds,
+        max_ambiguous_tries=settings.max_ambiguous_tries,
+    )
+    if outcome.status is SendStatus.BLOCKED:
+        warn_licence_once(outcome.detail)
+    log.info(
+        "send_finished",
+        intent_id=outcome.intent_id,
+        status=outcome.status.value,
+        lago_id=outcome.lago_id,
+        error_code=outcome.error_code,
+        detail=outcome.detail,
+        posted=outcome.posted,
+    )
+    return outcome.status.value
+
+
+@stable_task(RECONCILE)
+def reconcile(self: Task) -> dict[str, Any]:
+    """Run what is due again: expired leases (a worker died mid-send), pending intents whose
+    time has come, ambiguous tries past their settle window. Each send reconciles with Lago
+    before it POSTs."""
+    rt = get_runtime()
+    settings = rt.settings
+    summary = recover_intents(
+        engine=rt.engine,
+        client=rt.client,
+        now=rt.clock,
+        settle_seconds=settings.settle_seconds,
+        lease_seconds=settings.lease_seconds,
+        max_ambiguous_tries=settings.max_ambiguous_tries,
+        concurrency=RECONCILE_CONCURRENCY,
+        owner_prefix=owner_for(self),
+    )
+    if summary.stopped_by is not None and summary.stopped_by.status is SendStatus.BLOCKED:
+        warn_licence_once(summary.stopped_by.detail)
+    by_status = {str(status): count for status, count in summary.by_status.items()}
+    if summary.due:
+        log.info("reconcile_finished", due=summary.due, posts=summary.posts, by_status=by_status)
+    return {"status": "done", "due": summary.due, "posts": summary.posts, "by_status": by_status}
