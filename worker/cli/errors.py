@@ -33,12 +33,15 @@ def fail(message: str, *, exit_code: int = EXIT_FAILURE) -> NoReturn:
 
 def describe(exc: BaseException) -> tuple[str, int]:
     """The one-line message and exit code for an exception we know how to explain."""
+    from config.policies import PolicyFileError
     from worker.lago.errors import (
         LagoConnectionError,
         LagoError,
         LagoTimeoutError,
         LagoUnauthorizedError,
     )
+    from worker.services.runtime import RuntimeSetupError
+    from worker.store.errors import StoreError
 
     if isinstance(exc, CliError):
         return str(exc), exc.exit_code
@@ -53,19 +56,13 @@ def describe(exc: BaseException) -> tuple[str, int]:
         )
     if isinstance(exc, LagoError):
         return f"Lago error: {exc}", EXIT_FAILURE
-    for name, code in _OTHER_KNOWN.items():
-        if type(exc).__name__ == name or any(c.__name__ == name for c in type(exc).__mro__):
-            return str(exc), code
+    if isinstance(exc, PolicyFileError):
+        return f"invalid policy file: {exc}", EXIT_USAGE
+    if isinstance(exc, StoreError):
+        return str(exc), EXIT_FAILURE
+    if isinstance(exc, RuntimeSetupError):
+        return str(exc), EXIT_USAGE
     raise exc
-
-
-# Errors of other layers are matched by class name so this module does not import them all
-# (the CLI stays fast to start); each carries a one-line, user-facing `str()`.
-_OTHER_KNOWN = {
-    "PolicyFileError": EXIT_USAGE,
-    "SchemaError": EXIT_FAILURE,
-    "StoreError": EXIT_FAILURE,
-}
 
 
 def run_cli(app: Callable[[], object]) -> NoReturn:

@@ -1,0 +1,554 @@
+"""One sweep: list overdue invoices, group them, decide per policy, write intents, send them.
+
+Steps (each database write is one short transaction; no transaction spans an HTTP call):
+1. Start the run (a beat tick claims its slot first: a double-fired tick does nothing).
+2. Stream the overdue listing once (design §2) and reduce it to groups (`collect_groups`).
+3. Read every group's ledger state in bulk and `decide()` each group (pure, `now` given).
+4. In one transaction: an intent per ATTEMPT (duplicates are no-ops), exhaustion marks, and
+   every decision with its reason (skips included, malformed records too).
+5. Send (inline mode): the new intents and any older intents due again, with bounded
+   concurrency. A 405 `invoices_not_overdue` refreshes only that customer and retries once
+   with the invoices still overdue. In Celery mode the task fans the intent ids out instead.
+6. Run the exhaustion actions, reconcile outcomes, and finish the run with its counts.
+A dry run does steps 2-3 only and writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from worker.lago.errors import FeatureUnavailableError, LagoError
+from worker.lago.filters import InvoiceFilters
+from worker.lago.models import Invoice, MalformedRecord
+from worker.lago.notify import post_notification
+from worker.logging import get_logger
+from worker.policy import decide
+from worker.policy.types import (
+    Decision,
+    DecisionKind,
+    ExhaustionActionKind,
+    Group,
+    GroupState,
+    Reason,
+)
+from worker.services.collect_groups import CollectedGroups, Malformed, collect_groups
+from worker.services.runtime import Runtime
+from worker.services.send_payment_request import SendOutcome, send_payment_request
+from worker.store import decisions as decision_store
+from worker.store import group_states, intents, runs
+from worker.store.db import read_session, write_tx
+from worker.store.decisions import DecisionRecord
+
+log = get_logger(__name__)
+
+NOT_OVERDUE = "invoices_not_overdue"
+UNKNOWN = "-"
+
+
+class SweepProgress(Protocol):
+    """What a terminal progress display gets told; the CLI implements it with rich."""
+
+    def listed(self, invoices_seen: int) -> None: ...
+
+    def sending(self, done: int, total: int) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRow:
+    """One group's decision, as `dunning plan` shows it."""
+
+    external_customer_id: str
+    currency: str
+    billing_entity_code: str | None
+    amount_cents: int
+    invoice_count: int
+    policy: str | None
+    kind: str
+    reason: str
+    next_eligible_at: datetime | None
+    detail: str
+
+
+@dataclass(slots=True)
+class SweepSummary:
+    trigger: str
+    dry_run: bool
+    run_id: int | None = None
+    slot: str | None = None
+    slot_taken: bool = True
+    invoices_seen: int = 0
+    groups: int = 0
+    malformed: int = 0
+    decisions: Counter[str] = field(default_factory=Counter)
+    intent_ids: list[int] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    refused_codes: Counter[str] = field(default_factory=Counter)
+    exhaustion_actions: int = 0
+    api_calls: int = 0
+    duration_s: float = 0.0
+    blocked: str | None = None
+    plan: list[PlanRow] = field(default_factory=list)
+
+    @property
+    def requests_created(self) -> int:
+        return self.outcomes["sent"]
+
+    @property
+    def skipped(self) -> int:
+        return sum(count for reason, count in self.decisions.items() if reason != "eligible")
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "run_id": self.run_id,
+            "trigger": self.trigger,
+            "dry_run": self.dry_run,
+            "slot": self.slot,
+            "slot_taken": self.slot_taken,
+            "invoices_seen": self.invoices_seen,
+            "groups": self.groups,
+            "malformed": self.malformed,
+            "intents_created": len(self.intent_ids),
+            "payment_requests_created": self.requests_created,
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "refused_by_code": dict(sorted(self.refused_codes.items())),
+            "decisions_by_reason": dict(sorted(self.decisions.items())),
+            "skipped": self.skipped,
+            "exhaustion_actions": self.exhaustion_actions,
+            "api_calls": self.api_calls,
+            "duration_s": round(self.duration_s, 3),
+            "blocked": self.blocked,
+        }
+
+
+def worker_identity() -> str:
+    """Lease owner name: host and process, so an operator can tell who holds a claim."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_sweep(
+    rt: Runtime,
+    *,
+    trigger: str,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    customer: str | None = None,
+    slot: str | None = None,
+    send_inline: bool = True,
+    progress: SweepProgress | None = None,
+    perf_clock: Callable[[], float] | None = None,
+) -> SweepSummary:
+    """Run one sweep. `now` fixes the decision time (defaults to the runtime clock)."""
+    import time
+
+    tick = perf_clock or time.perf_counter
+    started = tick()
+    now = now or rt.clock()
+    calls_before = rt.client.calls_total()
+    summary = SweepSummary(trigger=trigger, dry_run=dry_run, slot=slot)
+
+    if not dry_run:
+        run_id = _start_run(rt, trigger=trigger, slot=slot, now=now)
+        if run_id is None:
+            summary.slot_taken = False
+            log.info("sweep.slot_already_taken", slot=slot)
+            return summary
+        summary.run_id = run_id
+    bound = log.bind(run_id=summary.run_id, trigger=trigger)
+    bound.info("sweep.started", customer=customer, dry_run=dry_run)
+
+    try:
+        collected = collect_groups(
+            _listing(rt, customer=customer, progress=progress), customer=customer
+        )
+        summary.invoices_seen = collected.invoices_seen
+        summary.groups = len(collected.groups)
+        summary.malformed = len(collected.malformed)
+        decided = _decide_all(rt, collected.groups, now)
+        summary.plan = [_plan_row(group, decision) for group, decision in decided]
+        for _, decision in decided:
+            summary.decisions[decision.reason.value] += 1
+        if collected.malformed:
+            summary.decisions[Reason.MALFORMED_RECORD.value] += len(collected.malformed)
+        if dry_run:
+            summary.api_calls = rt.client.calls_total() - calls_before
+            summary.duration_s = tick() - started
+            return summary
+
+        assert summary.run_id is not None
+        exhausted = _write_decisions(rt, summary, decided, collected.malformed, now)
+        summary.exhaustion_actions = _run_exhaustion_actions(rt, exhausted, now)
+        if send_inline:
+            _send_all(rt, summary, progress)
+        _reconcile(rt, collected)
+    except FeatureUnavailableError as exc:
+        summary.blocked = str(exc)
+        _finish(
+            rt,
+            summary,
+            status="blocked",
+            error=exc.message,
+            started=started,
+            tick=tick,
+            calls_before=calls_before,
+        )
+        raise
+    except Exception as exc:
+        if summary.run_id is not None:
+            _finish(
+                rt,
+                summary,
+                status="failed",
+                error=_one_line(exc),
+                started=started,
+                tick=tick,
+                calls_before=calls_before,
+            )
+        raise
+    _finish(
+        rt,
+        summary,
+        status="succeeded",
+        error=None,
+        started=started,
+        tick=tick,
+        calls_before=calls_before,
+    )
+    bound.info("sweep.finished", **summary.as_dict())
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps
+
+
+def _start_run(rt: Runtime, *, trigger: str, slot: str | None, now: datetime) -> int | None:
+    with write_tx(rt.engine) as session:
+        if slot is not None:
+            return runs.claim_tick_slot(
+                session,
+                slot=slot,
+                trigger=trigger,
+                now=now,
+                policy_version=rt.policies.version_hash,
+            )
+        return runs.start_run(
+            session, trigger=trigger, now=now, policy_version=rt.policies.version_hash
+        )
+
+
+def _listing(
+    rt: Runtime, *, customer: str | None, progress: SweepProgress | None
+) -> Iterator[Invoice | MalformedRecord]:
+    filters = (
+        InvoiceFilters.overdue(external_customer_id=customer)
+        if customer
+        else (InvoiceFilters.overdue())
+    )
+    for seen, item in enumerate(rt.client.iter_invoices(filters), start=1):
+        if progress is not None and seen % 100 == 0:
+            progress.listed(seen)
+        yield item
+
+
+def _decide_all(rt: Runtime, groups: list[Group], now: datetime) -> list[tuple[Group, Decision]]:
+    refs = [
+        group_states.GroupRef(g.customer.external_id, g.currency, g.billing_entity_code)
+        for g in groups
+    ]
+    with read_session(rt.engine) as session:
+        stored = group_states.load_group_states(session, groups=refs)
+    decided: list[tuple[Group, Decision]] = []
+    for group, ref in zip(groups, refs, strict=True):
+        known = stored[ref.key]
+        state = GroupState(
+            attempts_used=known.attempts_used,
+            last_attempt_at=known.last_attempt_at,
+            paused=known.paused,
+            open_intent=known.open_intent,
+            exhaustion_handled=known.exhaustion_handled,
+        )
+        decided.append((group, decide(rt.policies, group, state, now)))
+    return decided
+
+
+def _write_decisions(
+    rt: Runtime,
+    summary: SweepSummary,
+    decided: list[tuple[Group, Decision]],
+    malformed: list[Malformed],
+    now: datetime,
+) -> list[tuple[Group, Decision]]:
+    """Intents, exhaustion marks and the decision log, in one transaction.
+
+    Returns the groups whose exhaustion action this sweep owns (marked by this sweep)."""
+    assert summary.run_id is not None
+    records: list[DecisionRecord] = []
+    exhausted: list[tuple[Group, Decision]] = []
+    with write_tx(rt.engine) as session:
+        for group, decision in decided:
+            intent_id: int | None = None
+            if decision.kind is DecisionKind.ATTEMPT:
+                assert decision.attempt_number is not None
+                intent_id = intents.add_intent(
+                    session,
+                    run_id=summary.run_id,
+                    external_customer_id=group.customer.external_id,
+                    currency=group.currency,
+                    billing_entity_code=group.billing_entity_code,
+                    invoice_ids=group.invoice_ids,
+                    amount_cents=group.overdue_amount_cents,
+                    email=decision.email,
+                    policy=decision.policy,
+                    attempt_number=decision.attempt_number,
+                    now=now,
+                )
+                if intent_id is not None:
+                    summary.intent_ids.append(intent_id)
+            elif decision.kind is DecisionKind.EXHAUSTED and group_states.mark_exhausted(
+                session,
+                external_customer_id=group.customer.external_id,
+                currency=group.currency,
+                billing_entity_code=group.billing_entity_code,
+                now=now,
+            ):
+                exhausted.append((group, decision))
+            records.append(_record(group, decision, now, intent_id))
+        records.extend(_malformed_record(item, now) for item in malformed)
+        decision_store.record_decisions(session, run_id=summary.run_id, decisions=records)
+    return exhausted
+
+
+def _run_exhaustion_actions(
+    rt: Runtime, exhausted: list[tuple[Group, Decision]], now: datetime
+) -> int:
+    """Carry out `on_exhausted` once per group (already marked in the ledger: at most once)."""
+    done = 0
+    for group, decision in exhausted:
+        action = decision.on_exhausted
+        if action is None or action.kind is ExhaustionActionKind.STOP or action.url is None:
+            continue
+        payload = {
+            "event": "dunning.exhausted",
+            "external_customer_id": group.customer.external_id,
+            "currency": group.currency,
+            "billing_entity_code": group.billing_entity_code,
+            "overdue_amount_cents": group.overdue_amount_cents,
+            "lago_invoice_ids": list(group.invoice_ids),
+            "policy": decision.policy,
+            "at": now.isoformat(),
+        }
+        try:
+            post_notification(action.url, payload, timeout_s=rt.settings.lago_timeout_s)
+            done += 1
+        except LagoError as exc:
+            log.warning(
+                "sweep.exhaustion_webhook_failed",
+                customer=group.customer.external_id,
+                currency=group.currency,
+                error=str(exc),
+            )
+    return done
+
+
+def _send_all(rt: Runtime, summary: SweepSummary, progress: SweepProgress | None) -> None:
+    """Send the new intents and any older ones due again, with bounded concurrency."""
+    with read_session(rt.engine) as session:
+        older = intents.due_intent_ids(session, now=rt.clock(), limit=10_000)
+    todo = list(dict.fromkeys([*summary.intent_ids, *older]))
+    if not todo:
+        return
+    owner = worker_identity()
+    for done, outcome in enumerate(_send_concurrently(rt, todo, owner), start=1):
+        if progress is not None:
+            progress.sending(done, len(todo))
+        _count(summary, outcome)
+        if outcome.status == "refused" and outcome.error_code == NOT_OVERDUE:
+            retried = _retry_with_still_overdue(rt, summary, outcome, owner)
+            if retried is not None:
+                _count(summary, retried)
+
+
+def _send_concurrently(rt: Runtime, intent_ids: list[int], owner: str) -> Iterable[SendOutcome]:
+    settings = rt.settings
+
+    def send(intent_id: int) -> SendOutcome:
+        return send_payment_request(
+            engine=rt.engine,
+            client=rt.client,
+            intent_id=intent_id,
+            owner=owner,
+            now=rt.clock,
+            settle_seconds=settings.settle_seconds,
+            lease_seconds=settings.lease_seconds,
+            max_ambiguous_tries=settings.max_ambiguous_tries,
+        )
+
+    with ThreadPoolExecutor(max_workers=settings.http_concurrency) as pool:
+        yield from pool.map(send, intent_ids)
+
+
+def _retry_with_still_overdue(
+    rt: Runtime, summary: SweepSummary, refused: SendOutcome, owner: str
+) -> SendOutcome | None:
+    """Lago said some invoices are no longer overdue: refresh this customer only and try once
+    more with the invoices of the intent that are still overdue."""
+    with read_session(rt.engine) as session:
+        intent = intents.get_intent(session, refused.intent_id)
+    if intent is None:
+        return None
+    filters = InvoiceFilters.overdue(external_customer_id=intent.external_customer_id)
+    still = {
+        item.lago_id
+        for item in rt.client.iter_invoices(filters)
+        if isinstance(item, Invoice) and item.due_cents > 0
+    }
+    remaining = sorted(set(intent.invoice_ids) & still)
+    if not remaining or len(remaining) == len(intent.invoice_ids):
+        return None
+    now = rt.clock()
+    with write_tx(rt.engine) as session:
+        retry_id = intents.add_intent(
+            session,
+            run_id=summary.run_id,
+            external_customer_id=intent.external_customer_id,
+            currency=intent.currency,
+            billing_entity_code=intent.billing_entity_code,
+            invoice_ids=remaining,
+            amount_cents=intent.amount_cents,
+            email=intent.email,
+            policy=intent.policy,
+            attempt_number=intent.attempt_number,
+            now=now,
+        )
+    if retry_id is None:
+        return None
+    summary.intent_ids.append(retry_id)
+    return send_payment_request(
+        engine=rt.engine,
+        client=rt.client,
+        intent_id=retry_id,
+        owner=owner,
+        now=rt.clock,
+        settle_seconds=rt.settings.settle_seconds,
+        lease_seconds=rt.settings.lease_seconds,
+        max_ambiguous_tries=rt.settings.max_ambiguous_tries,
+    )
+
+
+def _reconcile(rt: Runtime, collected: CollectedGroups) -> None:
+    from worker.services.reconcile_outcomes import reconcile_outcomes
+
+    reconcile_outcomes(rt, now=rt.clock(), still_overdue=collected.overdue_invoice_ids)
+
+
+def _finish(
+    rt: Runtime,
+    summary: SweepSummary,
+    *,
+    status: str,
+    error: str | None,
+    started: float,
+    tick: Callable[[], float],
+    calls_before: int,
+) -> None:
+    summary.api_calls = rt.client.calls_total() - calls_before
+    summary.duration_s = tick() - started
+    if summary.run_id is None:
+        return
+    counts = runs.RunCounts(
+        invoices_seen=summary.invoices_seen,
+        groups=summary.groups,
+        intents_created=len(summary.intent_ids),
+        requests_sent=summary.requests_created,
+        skipped=summary.skipped,
+        malformed=summary.malformed,
+        api_calls=summary.api_calls,
+    )
+    with write_tx(rt.engine) as session:
+        runs.finish_run(
+            session,
+            run_id=summary.run_id,
+            now=rt.clock(),
+            status=status,
+            counts=counts,
+            error=error,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _count(summary: SweepSummary, outcome: SendOutcome) -> None:
+    summary.outcomes[outcome.status] += 1
+    if outcome.status == "refused" and outcome.error_code:
+        summary.refused_codes[outcome.error_code] += 1
+    if outcome.status == "blocked":
+        raise FeatureUnavailableError(
+            outcome.detail or "this Lago instance lacks the premium licence",
+            endpoint="POST /api/v1/payment_requests",
+            status=403,
+            code="feature_unavailable",
+        )
+
+
+def _record(
+    group: Group, decision: Decision, now: datetime, intent_id: int | None
+) -> DecisionRecord:
+    return DecisionRecord(
+        external_customer_id=group.customer.external_id,
+        currency=group.currency,
+        billing_entity_code=group.billing_entity_code,
+        policy=decision.policy,
+        kind=decision.kind.value,
+        reason=decision.reason.value,
+        detail=decision.detail,
+        amount_cents=group.overdue_amount_cents,
+        invoice_count=len(group.invoices),
+        next_eligible_at=decision.next_eligible_at,
+        decided_at=now,
+        intent_id=intent_id,
+    )
+
+
+def _malformed_record(item: Malformed, now: datetime) -> DecisionRecord:
+    return DecisionRecord(
+        external_customer_id=item.external_customer_id or UNKNOWN,
+        currency="---",
+        billing_entity_code=None,
+        policy=None,
+        kind=DecisionKind.SKIP.value,
+        reason=Reason.MALFORMED_RECORD.value,
+        detail=f"invoice {item.lago_id or '(no id)'}: {item.error}",
+        amount_cents=None,
+        invoice_count=0,
+        next_eligible_at=None,
+        decided_at=now,
+    )
+
+
+def _plan_row(group: Group, decision: Decision) -> PlanRow:
+    return PlanRow(
+        external_customer_id=group.customer.external_id,
+        currency=group.currency,
+        billing_entity_code=group.billing_entity_code,
+        amount_cents=group.overdue_amount_cents,
+        invoice_count=len(group.invoices),
+        policy=decision.policy,
+        kind=decision.kind.value,
+        reason=decision.reason.value,
+        next_eligible_at=decision.next_eligible_at,
+        detail=decision.detail,
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:500]
