@@ -23,7 +23,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(USAGE_ERROR)
 
 
-def sandbox_command(  # noqa: PLR0917 (one parameter per CLI flag)
+def sandbox_command(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
     api_key: Annotated[

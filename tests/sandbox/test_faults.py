@@ -1,0 +1,117 @@
+"""Fault injection: random 500s, rate limiting, dropped and hung payment request answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fixtures.sandbox import SandboxHandle
+
+
+def overdue_invoice_ids(sandbox: SandboxHandle, external_id: str = "cus_00001") -> list[str]:
+    return [
+        row["lago_id"]
+        for row in sandbox.invoices()
+        if row["customer"]["external_id"] == external_id and row["payment_overdue"]
+    ]
+
+
+def request_body(sandbox: SandboxHandle) -> dict[str, Any]:
+    return {
+        "payment_request": {
+            "external_customer_id": "cus_00001",
+            "lago_invoice_ids": overdue_invoice_ids(sandbox)[:1],
+        }
+    }
+
+
+def statuses(sandbox: SandboxHandle, count: int) -> list[int]:
+    with sandbox.api_client() as client:
+        return [
+            client.get("/api/v1/invoices", params={"per_page": 1}).status_code for _ in range(count)
+        ]
+
+
+def test_error_rate_answers_500_and_is_reproducible_for_a_seed(sandbox: SandboxHandle) -> None:
+    sandbox.set_faults(error_rate=0.5, seed=11)
+    first = statuses(sandbox, 40)
+    sandbox.set_faults(error_rate=0.5, seed=11)
+    second = statuses(sandbox, 40)
+    assert first == second
+    assert set(first) == {200, 500}
+    assert sandbox.request_count("GET /api/v1/invoices", 500) == first.count(500) * 2
+    with sandbox.api_client() as client:
+        sandbox.set_faults(error_rate=1.0)
+        response = client.post("/api/v1/payment_requests", json=request_body(sandbox))
+    assert response.status_code == 500
+    assert response.json() == {"status": 500, "error": "Internal Server Error"}
+    assert sandbox.payment_requests() == []
+
+
+def test_rate_limit_answers_429_with_hosted_lago_headers(sandbox: SandboxHandle) -> None:
+    sandbox.set_faults(rate_limit=3)
+    with sandbox.api_client() as client:
+        responses = [client.get("/api/v1/invoices", params={"per_page": 1}) for _ in range(8)]
+    limited = [r for r in responses if r.status_code == 429]
+    allowed = [r for r in responses if r.status_code == 200]
+    # 8 quick calls span at most two one-second windows: at most 6 get through.
+    assert limited
+    assert 3 <= len(allowed) <= 6
+    assert limited[0].json() == {"status": 429, "error": "Too Many Requests"}
+    assert limited[0].headers["X-RateLimit-Limit"] == "3"
+    assert limited[0].headers["X-RateLimit-Remaining"] == "0"
+    assert int(limited[0].headers["X-RateLimit-Reset"]) >= 1
+    assert allowed[0].headers["X-RateLimit-Limit"] == "3"
+    assert int(allowed[0].headers["X-RateLimit-Remaining"]) in (0, 1, 2)
+
+
+def test_drop_commits_then_cuts_the_response(sandbox: SandboxHandle) -> None:
+    sandbox.set_faults(drop_rate=1.0)
+    body = request_body(sandbox)
+    with sandbox.api_client() as client, pytest.raises(httpx.RemoteProtocolError):
+        client.post("/api/v1/payment_requests", json=body)
+    created = sandbox.payment_requests()
+    assert len(created) == 1
+    assert created[0]["delivery"] == "dropped"
+    assert created[0]["lago_invoice_ids"] == body["payment_request"]["lago_invoice_ids"]
+
+
+def test_timeout_after_commit_creates_the_request_but_answers_too_late(
+    sandbox: SandboxHandle,
+) -> None:
+    sandbox.set_faults(timeout_after_commit_rate=1.0, hang_seconds=5)
+    with (
+        sandbox.api_client(timeout=httpx.Timeout(5.0, read=0.3)) as client,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        client.post("/api/v1/payment_requests", json=request_body(sandbox))
+    created = sandbox.payment_requests()
+    assert len(created) == 1
+    assert created[0]["delivery"] == "hung"
+
+
+def test_faults_do_not_touch_the_control_plane(sandbox: SandboxHandle) -> None:
+    sandbox.set_faults(error_rate=1.0, rate_limit=1)
+    for _ in range(3):
+        assert sandbox.stats()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"error_rate": 1.5}, "error_rate must be between 0 and 1, got 1.5"),
+        ({"drop_rate": -0.1}, "drop_rate must be between 0 and 1, got -0.1"),
+        ({"rate_limit": "fast"}, "rate_limit must be an integer"),
+        ({"premium": "no"}, "premium must be true or false"),
+        ({"chaos": True}, "unknown fault setting 'chaos'"),
+    ],
+)
+def test_bad_fault_settings_are_rejected_with_one_line(
+    sandbox: SandboxHandle, settings: dict[str, Any], message: str
+) -> None:
+    response = httpx.post(f"{sandbox.url}/_sandbox/faults", json=settings)
+    assert response.status_code == 400
+    assert response.json() == {"error": message}
+    assert sandbox.faults()["error_rate"] == 0
