@@ -14,7 +14,8 @@ from worker.logging import configure_logging
 from worker.services.runtime import Runtime, open_runtime
 
 # Command output goes to stdout; progress, logs and errors to stderr.
-out = Console(soft_wrap=True)
+# Off a terminal, tables keep their full width instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 

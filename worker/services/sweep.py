@@ -291,6 +291,9 @@ def _write_decisions(
     assert summary.run_id is not None
     records: list[DecisionRecord] = []
     exhausted: list[tuple[Group, Decision]] = []
+    # Decisions are taken at `now` (which `--now` may move); the ledger's own timestamps use
+    # the real clock so intents become due for sending when the sweep sends them.
+    written_at = rt.clock()
     with write_tx(rt.engine) as session:
         for group, decision in decided:
             intent_id: int | None = None
@@ -307,7 +310,7 @@ def _write_decisions(
                     email=decision.email,
                     policy=decision.policy,
                     attempt_number=decision.attempt_number,
-                    now=now,
+                    now=written_at,
                 )
                 if intent_id is not None:
                     summary.intent_ids.append(intent_id)
