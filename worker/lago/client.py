@@ -425,7 +425,8 @@ class LagoClient:
         template = f"{API}/webhooks/json_public_key"
         endpoint = f"GET {template}"
         body = self._get_json(template, template)
-        encoded = body.get("webhook", {}).get("public_key") if isinstance(body, dict) else None
+        webhook = body.get("webhook") if isinstance(body, dict) else None
+        encoded = webhook.get("public_key") if isinstance(webhook, dict) else None
         if not isinstance(encoded, str) or not encoded:
             raise LagoMalformedResponseError(
                 "missing 'webhook.public_key'", endpoint=endpoint, field="webhook.public_key"

@@ -49,7 +49,7 @@ class InvoiceFilters:
     issuing_date_to: date | None = None
     amount_from: int | None = None
     amount_to: int | None = None
-    metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     search_term: str | None = None
 
     def __post_init__(self) -> None:

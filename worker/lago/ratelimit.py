@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from config.settings import Settings
 
 
+_EPSILON = 1e-9
+
+
 class RateLimiterError(Exception):
     """The rate limiter cannot work (e.g. Redis is unreachable). `str()` is one line."""
 
@@ -88,8 +91,10 @@ class TokenBucket:
         elapsed = max(0.0, now - self._updated)
         self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate_per_s)
         self._updated = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        # The epsilon absorbs float rounding: after sleeping exactly the computed wait the
+        # bucket may hold 0.9999999 tokens, which must count as one.
+        if self._tokens >= 1.0 - _EPSILON:
+            self._tokens = max(0.0, self._tokens - 1.0)
             return 0.0
         return (1.0 - self._tokens) / self.rate_per_s
 

@@ -1,0 +1,223 @@
+"""Rate limiters: the in-process token bucket and the Redis one shared across processes."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from config.settings import load_settings
+from worker.lago.ratelimit import (
+    RateLimiter,
+    RateLimiterError,
+    RedisTokenBucket,
+    TokenBucket,
+    Unlimited,
+    limiter_from_settings,
+)
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class FakeTime:
+    """A clock whose `sleep` advances time instead of waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+class WouldWait(Exception):
+    pass
+
+
+class RefuseToWait:
+    """A `sleep` that records the wait asked for and aborts instead of waiting."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        raise WouldWait
+
+
+def test_token_bucket_allows_a_burst_then_paces_at_the_rate() -> None:
+    time = FakeTime()
+    bucket = TokenBucket(10, burst=5, clock=time.clock, sleep=time.sleep)
+    for _ in range(5):
+        bucket.acquire()
+    assert time.slept == []
+    for _ in range(10):
+        bucket.acquire()
+    # 10 more tokens at 10/s take one second of (fake) time.
+    assert sum(time.slept) == pytest.approx(1.0)
+
+
+def test_token_bucket_refills_while_idle_but_not_beyond_the_burst() -> None:
+    time = FakeTime()
+    bucket = TokenBucket(2, burst=4, clock=time.clock, sleep=time.sleep)
+    for _ in range(4):
+        bucket.acquire()
+    time.now += 60  # a long idle time saves up at most `burst` tokens
+    for _ in range(4):
+        bucket.acquire()
+    assert time.slept == []
+    bucket.acquire()
+    assert sum(time.slept) == pytest.approx(0.5)
+
+
+def test_token_bucket_pause_holds_everybody_back() -> None:
+    time = FakeTime()
+    bucket = TokenBucket(100, burst=100, clock=time.clock, sleep=time.sleep)
+    bucket.pause(7.5)
+    bucket.acquire()
+    assert sum(time.slept) == pytest.approx(7.5)
+    bucket.pause(2)
+    bucket.pause(1)  # a shorter pause never shortens a longer one
+    bucket.acquire()
+    assert sum(time.slept) == pytest.approx(9.5)
+
+
+def test_token_bucket_rate_zero_is_unlimited() -> None:
+    time = FakeTime()
+    bucket = TokenBucket(0, clock=time.clock, sleep=time.sleep)
+    for _ in range(1000):
+        bucket.acquire()
+    assert time.slept == []
+
+
+def test_token_bucket_is_thread_safe() -> None:
+    refuse = RefuseToWait()
+    bucket = TokenBucket(0.001, burst=50, sleep=refuse)
+    granted: list[int] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        for _ in range(10):
+            try:
+                bucket.acquire()
+            except WouldWait:
+                continue
+            with lock:
+                granted.append(1)
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # 80 attempts against a burst of 50 and (practically) no refill: exactly 50 granted.
+    assert len(granted) == 50
+    assert len(refuse.asked) == 30
+
+
+def test_limiters_satisfy_the_protocol() -> None:
+    assert isinstance(TokenBucket(1), RateLimiter)
+    assert isinstance(Unlimited(), RateLimiter)
+
+
+def test_limiter_from_settings_picks_the_kind() -> None:
+    assert isinstance(limiter_from_settings(load_settings(rate_limit_rps=0)), Unlimited)
+    local = limiter_from_settings(load_settings(rate_limit_rps=25, broker_url=None))
+    assert isinstance(local, TokenBucket)
+    assert local.rate_per_s == 25
+    shared = limiter_from_settings(
+        load_settings(rate_limit_rps=25, broker_url="redis://:hunter2@127.0.0.1:6379/0")
+    )
+    assert isinstance(shared, RedisTokenBucket)
+    assert "hunter2" not in repr(shared)
+
+
+# -- Redis ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_key() -> Iterator[str]:
+    key = f"test:lago-dunning:ratelimit:{uuid.uuid4().hex}"
+    yield key
+    connection = redis.Redis.from_url(REDIS_URL)
+    connection.delete(key, f"{key}:paused")
+    connection.close()
+
+
+@pytest.mark.redis
+def test_two_redis_limiters_share_one_budget(redis_key: str) -> None:
+    refuse = RefuseToWait()
+    first = RedisTokenBucket(REDIS_URL, redis_key, 0.001, burst=3, sleep=refuse)
+    second = RedisTokenBucket(REDIS_URL, redis_key, 0.001, burst=3, sleep=refuse)
+    first.acquire()
+    second.acquire()
+    first.acquire()
+    with pytest.raises(WouldWait):
+        second.acquire()
+    with pytest.raises(WouldWait):
+        first.acquire()
+    # At 0.001 tokens/s the missing token is about 1000 s away.
+    assert all(wait > 900 for wait in refuse.asked)
+    first.close()
+    second.close()
+
+
+@pytest.mark.redis
+def test_a_redis_pause_is_seen_by_the_other_limiter(redis_key: str) -> None:
+    refuse = RefuseToWait()
+    first = RedisTokenBucket(REDIS_URL, redis_key, 1000, burst=1000, sleep=refuse)
+    second = RedisTokenBucket(REDIS_URL, redis_key, 1000, burst=1000, sleep=refuse)
+    second.acquire()
+    first.pause(30)
+    with pytest.raises(WouldWait):
+        second.acquire()
+    assert 25 < refuse.asked[0] <= 30
+    first.close()
+    second.close()
+
+
+@pytest.mark.redis
+def test_a_redis_limiter_with_rate_zero_only_honours_pauses(redis_key: str) -> None:
+    refuse = RefuseToWait()
+    bucket = RedisTokenBucket(REDIS_URL, redis_key, 0, burst=1, sleep=refuse)
+    for _ in range(20):
+        bucket.acquire()
+    bucket.pause(5)
+    with pytest.raises(WouldWait):
+        bucket.acquire()
+    assert len(refuse.asked) == 1
+    assert refuse.asked[0] <= 5
+    bucket.close()
+
+
+@pytest.mark.redis
+def test_redis_keys_expire_so_nothing_is_left_behind(redis_key: str) -> None:
+    bucket = RedisTokenBucket(REDIS_URL, redis_key, 10, burst=10)
+    bucket.acquire()
+    bucket.pause(1)
+    connection = redis.Redis.from_url(REDIS_URL)
+    assert 0 < connection.pttl(redis_key) <= 61_000
+    assert 0 < connection.pttl(f"{redis_key}:paused") <= 2_000
+    connection.close()
+    bucket.close()
+
+
+def test_unreachable_redis_is_a_clear_one_line_error() -> None:
+    bucket = RedisTokenBucket(
+        "redis://:s3cret@127.0.0.1:1/0", "test:unreachable", 10, socket_timeout_s=1
+    )
+    with pytest.raises(RateLimiterError) as caught:
+        bucket.acquire()
+    message = str(caught.value)
+    assert message.startswith(
+        "the shared rate limiter cannot use Redis at redis://:***@127.0.0.1:1/0"
+    )
+    assert "s3cret" not in message
+    assert "\n" not in message
