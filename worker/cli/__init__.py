@@ -19,13 +19,14 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from worker.cli import ops_cmd, policy_cmd, run_cmd, sandbox_cmd, sweep_cmd
+    from worker.cli import db_cmd, ops_cmd, policy_cmd, run_cmd, sandbox_cmd, sweep_cmd
 
     run_cmd.register(app)
     sweep_cmd.register(app)
     ops_cmd.register(app)
     policy_cmd.register(app)
     sandbox_cmd.register(app)
+    db_cmd.register(app)
 
 
 def main() -> None:
