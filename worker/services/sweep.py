@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -128,8 +129,9 @@ class SweepSummary:
 
 
 def worker_identity() -> str:
-    """Lease owner name: host and process, so an operator can tell who holds a claim."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """A lease owner name unique to one send: host and process (so an operator can tell who
+    holds a claim) plus a random suffix (so two threads never share a lease)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
 def run_sweep(
@@ -367,38 +369,41 @@ def _send_all(rt: Runtime, summary: SweepSummary, progress: SweepProgress | None
     todo = list(dict.fromkeys([*summary.intent_ids, *older]))
     if not todo:
         return
-    owner = worker_identity()
-    for done, outcome in enumerate(_send_concurrently(rt, todo, owner), start=1):
+    for done, outcome in enumerate(_send_concurrently(rt, todo), start=1):
         if progress is not None:
             progress.sending(done, len(todo))
         _count(summary, outcome)
         if outcome.status == "refused" and outcome.error_code == NOT_OVERDUE:
-            retried = _retry_with_still_overdue(rt, summary, outcome, owner)
+            retried = _retry_with_still_overdue(rt, summary, outcome)
             if retried is not None:
                 _count(summary, retried)
 
 
-def _send_concurrently(rt: Runtime, intent_ids: list[int], owner: str) -> Iterable[SendOutcome]:
+def _send_one(rt: Runtime, intent_id: int) -> SendOutcome:
+    return send_payment_request(
+        engine=rt.engine,
+        client=rt.client,
+        intent_id=intent_id,
+        owner=worker_identity(),
+        now=rt.clock,
+        settle_seconds=rt.settings.settle_seconds,
+        lease_seconds=rt.settings.lease_seconds,
+        max_ambiguous_tries=rt.settings.max_ambiguous_tries,
+    )
+
+
+def _send_concurrently(rt: Runtime, intent_ids: list[int]) -> Iterable[SendOutcome]:
     settings = rt.settings
 
     def send(intent_id: int) -> SendOutcome:
-        return send_payment_request(
-            engine=rt.engine,
-            client=rt.client,
-            intent_id=intent_id,
-            owner=owner,
-            now=rt.clock,
-            settle_seconds=settings.settle_seconds,
-            lease_seconds=settings.lease_seconds,
-            max_ambiguous_tries=settings.max_ambiguous_tries,
-        )
+        return _send_one(rt, intent_id)
 
     with ThreadPoolExecutor(max_workers=settings.http_concurrency) as pool:
         yield from pool.map(send, intent_ids)
 
 
 def _retry_with_still_overdue(
-    rt: Runtime, summary: SweepSummary, refused: SendOutcome, owner: str
+    rt: Runtime, summary: SweepSummary, refused: SendOutcome
 ) -> SendOutcome | None:
     """Lago said some invoices are no longer overdue: refresh this customer only and try once
     more with the invoices of the intent that are still overdue."""
@@ -433,16 +438,7 @@ def _retry_with_still_overdue(
     if retry_id is None:
         return None
     summary.intent_ids.append(retry_id)
-    return send_payment_request(
-        engine=rt.engine,
-        client=rt.client,
-        intent_id=retry_id,
-        owner=owner,
-        now=rt.clock,
-        settle_seconds=rt.settings.settle_seconds,
-        lease_seconds=rt.settings.lease_seconds,
-        max_ambiguous_tries=rt.settings.max_ambiguous_tries,
-    )
+    return _send_one(rt, retry_id)
 
 
 def _reconcile(rt: Runtime, collected: CollectedGroups) -> None:
