@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def assert_valid(schema_name: str, body: Any) -> None:
 
 
 @pytest.fixture
-def client(sandbox: SandboxHandle) -> httpx.Client:
+def client(sandbox: SandboxHandle) -> Iterator[httpx.Client]:
     with sandbox.api_client() as api:
         yield api
 
