@@ -1,0 +1,212 @@
+"""The Celery tasks, run in-process against the sandbox and a real database.
+
+Fan-out goes through a real (in-memory) broker so the messages the sweep publishes are
+checked as they would reach a worker: by task name, carrying an intent id only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from celery import Celery
+from sqlalchemy import Engine
+
+import tasks.dunning as dunning_tasks
+from config import Settings, load_settings
+from tasks.runtime import use_runtime
+from tasks.slots import tick_slot
+from tests.fixtures.sandbox import SandboxHandle
+from tests.tasks.support import (
+    assert_no_invoice_requested_twice,
+    intent_statuses,
+    runs_by_slot,
+    write_policy,
+)
+from worker.services.runtime import Runtime, open_runtime
+from worker.store import intents
+
+pytestmark = pytest.mark.timeout(120)
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, sandbox: SandboxHandle, db_url: str) -> Settings:
+    return load_settings(
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        policy_file=write_policy(tmp_path),
+        lago_api_url=sandbox.url,
+        lago_api_key=sandbox.api_key,
+        rate_limit_rps=0,
+        lease_seconds=10,
+        settle_seconds=0,
+    )
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOW)
+
+
+@pytest.fixture
+def runtime(settings: Settings, clock: Clock) -> Iterator[Runtime]:
+    rt = open_runtime(settings, clock=clock)
+    use_runtime(rt)
+    try:
+        yield rt
+    finally:
+        use_runtime(None)
+        rt.close()
+
+
+@pytest.fixture
+def app() -> Iterator[Celery]:
+    """An app on the in-memory broker; the shared dunning tasks bind to it."""
+    celery = Celery("dunning-test", broker="memory://", set_as_current=False)
+    celery.conf.task_ignore_result = True
+    celery.finalize()
+    try:
+        yield celery
+    finally:
+        celery.close()
+
+
+def published(app: Celery) -> list[tuple[str, list[Any]]]:
+    """(task name, args) of every message waiting on the default queue, consumed."""
+    found: list[tuple[str, list[Any]]] = []
+    with app.connection_for_read() as connection:
+        queue = connection.SimpleQueue("celery")
+        try:
+            while True:
+                try:
+                    message = queue.get(block=False)
+                except queue.Empty:
+                    break
+                args, kwargs, _ = message.decode()
+                assert kwargs == {}
+                found.append((message.headers["task"], list(args)))
+                message.ack()
+        finally:
+            queue.close()
+    return found
+
+
+def run(app: Celery, name: str, **kwargs: Any) -> Any:
+    result = app.tasks[name].apply(**kwargs)
+    assert result.successful(), result.traceback
+    return result.result
+
+
+def test_tasks_are_registered_under_their_stable_names(app: Celery) -> None:
+    assert {"dunning.sweep", "dunning.send_payment_request", "dunning.reconcile"} <= set(app.tasks)
+
+
+def test_beat_sweep_owns_its_slot_and_fans_out_one_send_per_intent(
+    app: Celery, runtime: Runtime, sandbox: SandboxHandle, db_url: str
+) -> None:
+    first = run(app, "dunning.sweep", kwargs={"trigger": "beat"})
+    assert first["status"] == "done"
+    slot = tick_slot("*/15 * * * *", NOW)
+    assert first["slot"] == slot
+    created = first["intents"]
+    assert created
+    assert sorted(created) == sorted(intent_statuses(db_url))
+    assert published(app) == [("dunning.send_payment_request", [i]) for i in created]
+
+    # the same cron firing delivered again (a second beat, a redelivery): nothing happens
+    again = run(app, "dunning.sweep", kwargs={"trigger": "beat"})
+    assert again == {"status": "slot_taken", "slot": slot}
+    assert published(app) == []
+    assert runs_by_slot(db_url) == {slot: 1}
+    assert sandbox.request_count("POST /api/v1/payment_requests") == 0
+
+
+def test_manual_sweeps_claim_no_slot(app: Celery, runtime: Runtime, db_url: str) -> None:
+    first = run(app, "dunning.sweep", kwargs={"trigger": "celery"})
+    second = run(app, "dunning.sweep", kwargs={"trigger": "celery"})
+    assert first["slot"] is None
+    assert second["status"] == "done"
+    assert second["intents"] == []  # the open intents of the first sweep still stand
+    assert runs_by_slot(db_url) == {None: 2}
+
+
+def test_one_customer_sweep(app: Celery, runtime: Runtime, db_url: str) -> None:
+    result = run(app, "dunning.sweep", kwargs={"trigger": "celery", "customer": "cus_00001"})
+    assert len(result["intents"]) == 1
+    published(app)
+
+
+def test_send_creates_the_payment_request_once_even_when_redelivered(
+    app: Celery, runtime: Runtime, sandbox: SandboxHandle, db_url: str
+) -> None:
+    created = run(app, "dunning.sweep", kwargs={"trigger": "celery"})["intents"]
+    messages = published(app)
+    for name, args in messages:
+        assert run(app, name, args=args) == "sent"
+    assert sandbox.request_count("POST /api/v1/payment_requests", 200) == len(created)
+    # every message delivered a second time (visibility timeout, lost worker)
+    for name, args in messages:
+        assert run(app, name, args=args) == "not_claimed"
+    assert sandbox.request_count("POST /api/v1/payment_requests") == len(created)
+    assert set(intent_statuses(db_url).values()) == {"sent"}
+    assert assert_no_invoice_requested_twice(sandbox) == len(created)
+
+
+def test_missing_licence_is_logged_once_and_not_retried(
+    app: Celery,
+    runtime: Runtime,
+    sandbox: SandboxHandle,
+    db_url: str,
+) -> None:
+    sandbox.set_faults(premium=False)
+    dunning_tasks._licence_warned.clear()
+    created = run(app, "dunning.sweep", kwargs={"trigger": "celery"})["intents"]
+    assert len(created) >= 2
+    with structlog.testing.capture_logs() as logs:
+        statuses = [run(app, name, args=args) for name, args in published(app)]
+    assert set(statuses) == {"blocked"}
+    warnings = [e for e in logs if e["event"] == "lago_premium_licence_missing"]
+    assert len(warnings) == 1
+    assert warnings[0]["log_level"] == "error"
+    assert published(app) == []  # nothing re-queued itself
+    assert set(intent_statuses(db_url).values()) == {"blocked"}
+
+
+def test_reconcile_takes_over_an_expired_lease_and_sends(
+    app: Celery, runtime: Runtime, clock: Clock, sandbox: SandboxHandle, db_url: str
+) -> None:
+    run(app, "dunning.sweep", kwargs={"trigger": "celery", "customer": "cus_00001"})
+    ((_, [intent_id]),) = published(app)
+    engine: Engine = runtime.engine
+    # a worker claimed it and died before posting
+    claimed = intents.claim_intents(
+        engine,
+        owner="dead-worker",
+        now=clock.now,
+        lease_seconds=10,
+        limit=1,
+        intent_ids=[intent_id],
+    )
+    assert [c.id for c in claimed] == [intent_id]
+    assert run(app, "dunning.reconcile")["due"] == 0  # lease still running: hands off
+
+    clock.now = NOW + timedelta(seconds=11)
+    result = run(app, "dunning.reconcile")
+    assert result["due"] == 1
+    assert result["by_status"] == {"sent": 1}
+    assert intent_statuses(db_url) == {intent_id: "sent"}
+    assert sandbox.request_count("POST /api/v1/payment_requests", 200) == 1
