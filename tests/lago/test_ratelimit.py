@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from config.settings import load_settings
+from worker.lago import LagoError
 from worker.lago.ratelimit import (
     RateLimiter,
     RateLimiterError,
@@ -216,8 +217,7 @@ def test_unreachable_redis_is_a_clear_one_line_error() -> None:
     with pytest.raises(RateLimiterError) as caught:
         bucket.acquire()
     message = str(caught.value)
-    assert message.startswith(
-        "the shared rate limiter cannot use Redis at redis://:***@127.0.0.1:1/0"
-    )
+    assert message.startswith("rate limiter: cannot use Redis at redis://:***@127.0.0.1:1/0")
+    assert isinstance(caught.value, LagoError)
     assert "s3cret" not in message
     assert "\n" not in message

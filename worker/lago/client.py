@@ -45,7 +45,13 @@ from worker.lago.models import (
 )
 from worker.lago.parsing import Page, decode_json, parse_page, parse_page_lenient, unwrap
 from worker.lago.ratelimit import RateLimiter, Unlimited
-from worker.lago.retry import RetryPolicy, retry_delay, server_delay, should_retry
+from worker.lago.retry import (
+    RetryPolicy,
+    retry_delay,
+    server_delay,
+    should_retry,
+    status_is_retryable,
+)
 from worker.lago.status_errors import status_error
 
 if TYPE_CHECKING:
@@ -218,7 +224,7 @@ class LagoClient:
                 )
                 if isinstance(error, LagoServerError) and not idempotent:
                     raise _ambiguous(endpoint, error)
-                if not isinstance(error, LagoRateLimitedError | LagoServerError):
+                if not status_is_retryable(response.status_code):
                     raise error
             if not should_retry(retries_taken, self.retry_policy, advertised_s=advertised):
                 if isinstance(error, LagoRateLimitedError) and advertised is not None:

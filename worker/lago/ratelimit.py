@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 import redis
 
 from config.settings import mask_url
+from worker.lago.errors import LagoError
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript, Script
@@ -27,8 +28,16 @@ if TYPE_CHECKING:
 _EPSILON = 1e-9
 
 
-class RateLimiterError(Exception):
-    """The rate limiter cannot work (e.g. Redis is unreachable). `str()` is one line."""
+class RateLimiterError(LagoError):
+    """The rate limiter cannot work (e.g. Redis is unreachable). `str()` is one line.
+
+    A `LagoError`, so callers that handle failed Lago calls handle this one too.
+    """
+
+    transient = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, endpoint="rate limiter")
 
 
 @runtime_checkable
@@ -203,9 +212,7 @@ class RedisTokenBucket:
             result = script(keys=keys, args=args)
         except redis.RedisError as exc:
             detail = " ".join(str(exc).split())[:200]
-            raise RateLimiterError(
-                f"the shared rate limiter cannot use Redis at {self._where}: {detail}"
-            ) from None
+            raise RateLimiterError(f"cannot use Redis at {self._where}: {detail}") from None
         return int(cast("int", result))
 
     def acquire(self) -> None:
