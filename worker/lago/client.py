@@ -60,7 +60,11 @@ if TYPE_CHECKING:
 M = TypeVar("M", bound=BaseModel)
 
 Observer = Callable[[str, str, float], None]
-"""Called after every attempt with (endpoint template, status or error kind, seconds)."""
+"""Called after every attempt with (endpoint template, status or error kind, seconds).
+
+Kinds: "connect_error", "connect_timeout", "request_error", "timeout", "connection_dropped".
+It may be called from the paging threads at the same time: it must be thread-safe.
+"""
 
 API = "/api/v1"
 DEFAULT_PER_PAGE = 100
