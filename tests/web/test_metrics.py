@@ -1,0 +1,52 @@
+"""Metrics helpers: what the Lago client observer and the services count."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+
+from worker import metrics
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_lago_calls_are_counted_by_endpoint_and_status_and_429s_separately() -> None:
+    endpoint = "GET /api/v1/invoices/{lago_id}"
+    before_ok = sample("dunning_lago_api_calls_total", endpoint=endpoint, status="200")
+    before_429 = sample("dunning_lago_rate_limited_total", endpoint=endpoint)
+    metrics.observe_lago_call(endpoint, "200", 0.02)
+    metrics.observe_lago_call(endpoint, "429", 0.01)
+    metrics.observe_lago_call(endpoint, "timeout", 5.0)
+    assert sample("dunning_lago_api_calls_total", endpoint=endpoint, status="200") == before_ok + 1
+    assert sample("dunning_lago_rate_limited_total", endpoint=endpoint) == before_429 + 1
+    assert sample("dunning_lago_api_calls_total", endpoint=endpoint, status="timeout") >= 1
+
+
+def test_recovered_amount_is_counted_per_currency_only_when_positive() -> None:
+    before = sample("dunning_recovered_cents_total", currency="NZD")
+    metrics.record_outcome("paid", source="webhook", currency="NZD", recovered_cents=1234)
+    metrics.record_outcome("voided", source="reconcile", currency="NZD", recovered_cents=0)
+    assert sample("dunning_recovered_cents_total", currency="NZD") == before + 1234
+    assert sample("dunning_outcomes_total", outcome="voided", source="reconcile") >= 1
+
+
+def test_unknown_webhook_types_share_one_label() -> None:
+    before = sample("dunning_webhooks_total", webhook_type="other", result="ignored")
+    metrics.record_webhook("made.up.type.1", "ignored")
+    metrics.record_webhook("made.up.type.2", "ignored")
+    assert sample("dunning_webhooks_total", webhook_type="other", result="ignored") == before + 2
+    assert sample("dunning_webhooks_total", webhook_type="made.up.type.1", result="ignored") == 0
+
+
+def test_intent_gauge_is_set_and_missing_statuses_drop_to_zero() -> None:
+    metrics.set_intent_counts({"pending": 3, "sent": 2})
+    metrics.set_intent_counts({"sent": 5}, statuses=("pending", "sent"))
+    assert sample("dunning_intents", status="pending") == 0
+    assert sample("dunning_intents", status="sent") == 5
+
+
+def test_exposition_is_prometheus_text() -> None:
+    payload, content_type = metrics.render_latest()
+    assert content_type.startswith("text/plain")
+    assert b"# TYPE dunning_sweeps_total counter" in payload
