@@ -383,6 +383,21 @@ def test_not_overdue_between_decision_and_post_retries_once_with_the_rest(
         "5e1f0000-0000-4000-8000-000000000001",
         "5e1f0000-0000-4000-8000-000000000003",
     }
+    engine = make_engine(db_url)
+    try:
+        with read_session(engine) as session:
+            rows = session.scalars(
+                select(PaymentRequestIntent).order_by(PaymentRequestIntent.id)
+            ).all()
+            assert [(r.status, r.last_error_code) for r in rows] == [
+                ("refused", "invoices_not_overdue"),
+                ("sent", None),
+            ]
+            # The retry records what it asks for: the two invoices still overdue.
+            assert [r.amount_cents for r in rows] == [105000, 25000 + 45000]
+            assert rows[1].attempt_number == rows[0].attempt_number == 1
+    finally:
+        engine.dispose()
     assert sandbox.request_count(POST, 405) == 1
     assert sandbox.request_count(POST, 200) == 1
     assert len(listings) == 2  # the sweep's listing, then one refresh of that customer

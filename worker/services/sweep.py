@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import Protocol
 
 from worker.lago.errors import FeatureUnavailableError, LagoError
@@ -50,6 +51,7 @@ from worker.store.decisions import DecisionRecord
 log = get_logger(__name__)
 
 NOT_OVERDUE = "invoices_not_overdue"
+_DECIDE_BATCH = 1000
 UNKNOWN = "-"
 
 
@@ -166,29 +168,27 @@ def run_sweep(
     bound.info("sweep.started", customer=customer, dry_run=dry_run)
 
     try:
-        collected = collect_groups(
+        with collect_groups(
             _listing(rt, customer=customer, progress=progress), customer=customer
-        )
-        summary.invoices_seen = collected.invoices_seen
-        summary.groups = len(collected.groups)
-        summary.malformed = len(collected.malformed)
-        decided = _decide_all(rt, collected.groups, now)
-        summary.plan = [_plan_row(group, decision) for group, decision in decided]
-        for _, decision in decided:
-            summary.decisions[decision.reason.value] += 1
-        if collected.malformed:
-            summary.decisions[Reason.MALFORMED_RECORD.value] += len(collected.malformed)
-        if dry_run:
-            summary.api_calls = rt.client.calls_total() - calls_before
-            summary.duration_s = tick() - started
-            return summary
-
-        assert summary.run_id is not None
-        exhausted = _write_decisions(rt, summary, decided, collected.malformed, now)
-        summary.exhaustion_actions = _run_exhaustion_actions(rt, exhausted, now)
-        if send_inline:
-            _send_all(rt, summary, progress)
-        _reconcile(rt, collected)
+        ) as collected:
+            summary.invoices_seen = collected.invoices_seen
+            summary.groups = collected.group_count
+            summary.malformed = len(collected.malformed)
+            if collected.malformed:
+                summary.decisions[Reason.MALFORMED_RECORD.value] += len(collected.malformed)
+            decided = _decide_in_batches(rt, collected.iter_groups(), now)
+            if dry_run:
+                for group, decision in decided:
+                    summary.decisions[decision.reason.value] += 1
+                    summary.plan.append(_plan_row(group, decision))
+                summary.api_calls = rt.client.calls_total() - calls_before
+                summary.duration_s = tick() - started
+                return summary
+            exhausted = _write_decisions(rt, summary, decided, collected.malformed, now)
+            summary.exhaustion_actions = _run_exhaustion_actions(rt, exhausted, now)
+            if send_inline:
+                _send_all(rt, summary, progress)
+            _reconcile(rt, collected)
     except FeatureUnavailableError as exc:
         summary.blocked = str(exc)
         _finish(
@@ -259,35 +259,37 @@ def _listing(
         yield item
 
 
-def _decide_all(rt: Runtime, groups: list[Group], now: datetime) -> list[tuple[Group, Decision]]:
-    refs = [
-        group_states.GroupRef(g.customer.external_id, g.currency, g.billing_entity_code)
-        for g in groups
-    ]
-    with read_session(rt.engine) as session:
-        stored = group_states.load_group_states(session, groups=refs)
-    decided: list[tuple[Group, Decision]] = []
-    for group, ref in zip(groups, refs, strict=True):
-        known = stored[ref.key]
-        state = GroupState(
-            attempts_used=known.attempts_used,
-            last_attempt_at=known.last_attempt_at,
-            paused=known.paused,
-            open_intent=known.open_intent,
-            exhaustion_handled=known.exhaustion_handled,
-        )
-        decided.append((group, decide(rt.policies, group, state, now)))
-    return decided
+def _decide_in_batches(
+    rt: Runtime, groups: Iterator[Group], now: datetime
+) -> Iterator[tuple[Group, Decision]]:
+    """Decide group by group, reading the ledger state of `_DECIDE_BATCH` groups at a time."""
+    while batch := list(islice(groups, _DECIDE_BATCH)):
+        refs = [
+            group_states.GroupRef(g.customer.external_id, g.currency, g.billing_entity_code)
+            for g in batch
+        ]
+        with read_session(rt.engine) as session:
+            stored = group_states.load_group_states(session, groups=refs)
+        for group, ref in zip(batch, refs, strict=True):
+            known = stored[ref.key]
+            state = GroupState(
+                attempts_used=known.attempts_used,
+                last_attempt_at=known.last_attempt_at,
+                paused=known.paused,
+                open_intent=known.open_intent,
+                exhaustion_handled=known.exhaustion_handled,
+            )
+            yield group, decide(rt.policies, group, state, now)
 
 
 def _write_decisions(
     rt: Runtime,
     summary: SweepSummary,
-    decided: list[tuple[Group, Decision]],
+    decided: Iterable[tuple[Group, Decision]],
     malformed: list[Malformed],
     now: datetime,
 ) -> list[tuple[Group, Decision]]:
-    """Intents, exhaustion marks and the decision log, in one transaction.
+    """Intents, exhaustion marks and the decision log, in one transaction (all or nothing).
 
     Returns the groups whose exhaustion action this sweep owns (marked by this sweep)."""
     assert summary.run_id is not None
@@ -324,7 +326,11 @@ def _write_decisions(
                 now=now,
             ):
                 exhausted.append((group, decision))
+            summary.decisions[decision.reason.value] += 1
             records.append(_record(group, decision, now, intent_id))
+            if len(records) >= _DECIDE_BATCH:
+                decision_store.record_decisions(session, run_id=summary.run_id, decisions=records)
+                records = []
         records.extend(_malformed_record(item, now) for item in malformed)
         decision_store.record_decisions(session, run_id=summary.run_id, decisions=records)
     return exhausted
@@ -413,11 +419,11 @@ def _retry_with_still_overdue(
         return None
     filters = InvoiceFilters.overdue(external_customer_id=intent.external_customer_id)
     still = {
-        item.lago_id
+        item.lago_id: item.due_cents
         for item in rt.client.iter_invoices(filters)
         if isinstance(item, Invoice) and item.due_cents > 0
     }
-    remaining = sorted(set(intent.invoice_ids) & still)
+    remaining = sorted(set(intent.invoice_ids) & still.keys())
     if not remaining or len(remaining) == len(intent.invoice_ids):
         return None
     now = rt.clock()
@@ -429,7 +435,8 @@ def _retry_with_still_overdue(
             currency=intent.currency,
             billing_entity_code=intent.billing_entity_code,
             invoice_ids=remaining,
-            amount_cents=intent.amount_cents,
+            # What is asked now: the remaining invoices' current amounts, not the old total.
+            amount_cents=sum(still[lago_id] for lago_id in remaining),
             email=intent.email,
             policy=intent.policy,
             attempt_number=intent.attempt_number,
