@@ -1,0 +1,136 @@
+"""`dunning serve`: as a real process it listens, answers and stops on SIGTERM; bad input is
+one line (checked in-process: starting the interpreter is the slow part)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import typer
+
+from tests.fixtures.sandbox import SandboxHandle, free_port
+from tests.web.keys import lago_hmac
+from worker.cli import serve_cmd
+from worker.cli.errors import run_cli
+from worker.store.migrate import upgrade
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# The command module on its own Typer app, exactly as the `dunning` entry point runs it.
+LAUNCH = (
+    "import typer\n"
+    "from worker.cli import serve_cmd\n"
+    "from worker.cli.errors import run_cli\n"
+    "app = typer.Typer(pretty_exceptions_enable=False)\n"
+    "serve_cmd.register(app)\n"
+    "app.command('version', hidden=True)(lambda: None)\n"
+    "run_cli(app)\n"
+)
+
+
+def _env(sqlite_url: str, sandbox: SandboxHandle, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DUNNING_DATABASE_URL": sqlite_url,
+        "DUNNING_DATA_DIR": str(tmp_path),
+        "LAGO_API_URL": sandbox.url,
+        "LAGO_API_KEY": sandbox.api_key,
+        "DUNNING_WEBHOOK_HMAC_KEY": "serve-test-key",
+        "DUNNING_LOG_FORMAT": "json",
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.mark.slow
+def test_serve_answers_and_stops(sqlite_url: str, sandbox: SandboxHandle, tmp_path: Path) -> None:
+    upgrade(sqlite_url)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, "serve", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env=_env(sqlite_url, sandbox, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    output = process.stderr.read().decode() if process.stderr else ""
+                    raise AssertionError(f"dunning serve did not answer: {output}") from None
+                time.sleep(0.1)
+        assert health.json() == {"status": "ok", "database": "ok"}
+        body = b'{"webhook_type":"customer.created","customer":{}}'
+        answer = httpx.post(
+            f"{base}/webhooks/lago",
+            content=body,
+            headers={
+                "X-Lago-Signature-Algorithm": "hmac",
+                "X-Lago-Signature": lago_hmac(body, "serve-test-key"),
+                "X-Lago-Unique-Key": "evt-serve",
+            },
+        )
+        assert answer.json() == {"result": "ignored"}
+        assert "dunning_webhooks_total" in httpx.get(f"{base}/metrics").text
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells the truth.
+    assert process.returncode in (0, -signal.SIGTERM)
+    assert b"Finished server process" in stderr
+    assert b"serve-test-key" not in stderr  # the HMAC key is never logged
+
+
+def _run_in_process(argv: list[str], monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> int:
+    for name, value in env.items():
+        if name.startswith(("DUNNING_", "LAGO_")):
+            monkeypatch.setenv(name, value)
+    if "LAGO_API_URL" not in env:
+        monkeypatch.delenv("LAGO_API_URL", raising=False)
+    monkeypatch.setattr(sys, "argv", ["dunning", *argv])
+    app = typer.Typer(pretty_exceptions_enable=False)
+    serve_cmd.register(app)
+    app.command("version", hidden=True)(lambda: None)
+    with pytest.raises(SystemExit) as exited:
+        run_cli(app)
+    return int(exited.value.code or 0)
+
+
+def test_serve_without_a_lago_url_is_one_line(
+    sqlite_url: str,
+    sandbox: SandboxHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = _env(sqlite_url, sandbox, tmp_path)
+    del env["LAGO_API_URL"]
+    assert _run_in_process(["serve"], monkeypatch, env) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: LAGO_API_URL is not set")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("port", ["0", "70000"])
+def test_serve_rejects_a_bad_port(
+    sqlite_url: str,
+    sandbox: SandboxHandle,
+    tmp_path: Path,
+    port: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = _env(sqlite_url, sandbox, tmp_path)
+    assert _run_in_process(["serve", "--port", port], monkeypatch, env) == 2
+    assert capsys.readouterr().err == f"error: invalid --port {port}: use 1-65535\n"
