@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.policy_file import write_policy_file
-from bench.procs import Child, Children, HarnessError, supervised, wait_for_output
+from bench.procs import Child, Children, HarnessError, stop_all, supervised, wait_for_output
 from bench.sandbox_proc import SandboxControl, SandboxSpec, count_calls, start_sandbox
 from bench.stack import (
     Ledger,
@@ -61,6 +61,9 @@ class ChaosPlan:
     settle_timeout_s: float
     kill_gap_s: tuple[float, float]  # random gap between two worker kills
     beat_restarts: int
+    #: The chaos phase lasts at least `chaos_seconds` and until this many POSTs were made under
+    #: faults (so a slow, loaded machine still gets real chaos), but never 3x longer.
+    min_chaos_posts: int = 0
     workers: int = 3
     sweep_every_s: float = 5.0
     reconcile_every_s: float = 2.0
@@ -73,6 +76,7 @@ SHORT = ChaosPlan(
     settle_timeout_s=75,
     kill_gap_s=(2.0, 4.0),
     beat_restarts=1,
+    min_chaos_posts=45,
 )
 FULL = ChaosPlan(
     customers=300,
@@ -81,6 +85,7 @@ FULL = ChaosPlan(
     settle_timeout_s=150,
     kill_gap_s=(3.0, 9.0),
     beat_restarts=3,
+    min_chaos_posts=300,
 )
 
 FAULTS: dict[str, Any] = {
@@ -271,8 +276,7 @@ def _run(
         if not report.settled:
             report.notes.append("did not settle within the bound; audited as is")
     finally:
-        for child in [beat, *workers]:
-            child.stop(timeout=5)
+        stop_all([beat, *workers], timeout=5)
         sender.close()
 
     stats = sandbox.stats()
@@ -308,6 +312,8 @@ def _chaos(
     release_every = RELEASE_WITHIN * plan.chaos_seconds / max(1, len(held))
     tickers_release = Ticker(release_every, lambda: _release(sandbox, held))
     end = start + plan.chaos_seconds
+    hard_end = start + 3 * plan.chaos_seconds
+    next_check = end
     next_kill = start + rng.uniform(*plan.kill_gap_s)
     beat_times = sorted(
         start + rng.uniform(0.15, 0.85) * plan.chaos_seconds for _ in range(plan.beat_restarts)
@@ -318,7 +324,11 @@ def _chaos(
         Ticker(plan.sweep_every_s, lambda: sender.send(SWEEP, trigger="celery")),
         Ticker(plan.reconcile_every_s, lambda: sender.send(RECONCILE)),
     ]
-    while (now := time.monotonic()) < end:
+    while (now := time.monotonic()) < hard_end:
+        if now >= end and now >= next_check:
+            if not held and _posts(sandbox) >= plan.min_chaos_posts:
+                break
+            next_check = now + 1.0
         for ticker in tickers:
             ticker.poll(now)
         if now > start + 0.5:
@@ -355,6 +365,10 @@ def _chaos(
         child.start()
     while held:
         _release(sandbox, held)
+
+
+def _posts(sandbox: SandboxControl) -> int:
+    return sum(sandbox.stats().get(POST_ENDPOINT, {}).values())
 
 
 def _hold_back(sandbox: SandboxControl, rng: random.Random, share: float) -> list[list[str]]:
@@ -482,6 +496,13 @@ def main(argv: list[str] | None = None) -> int:
             )
     except HarnessError as exc:
         print(f"error: {exc} (logs in {run_dir})", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:300]
+        print(
+            f"error: the harness failed: {type(exc).__name__}: {text} (logs in {run_dir})",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"interrupted (logs in {run_dir})", file=sys.stderr)

@@ -114,8 +114,20 @@ class Children:
         return child
 
     def close(self, timeout: float = 5.0) -> None:
-        for child in reversed(self.items):
-            child.stop(timeout=timeout)
+        stop_all(list(reversed(self.items)), timeout=timeout)
+
+
+def stop_all(children: Sequence[Child], *, timeout: float = 5.0) -> None:
+    """SIGTERM every child at once, wait up to `timeout` in total, then SIGKILL the groups."""
+    for child in children:
+        if child.alive() and child.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(child.alive() for child in children):
+        time.sleep(0.05)
+    for child in children:
+        child.kill()
 
 
 @contextlib.contextmanager
