@@ -39,7 +39,7 @@ from worker.lago.errors import (
 )
 from worker.lago.models import PaymentRequest, PaymentStatus
 from worker.store import group_states, intents
-from worker.store.db import write_tx
+from worker.store.db import read_session, write_tx
 from worker.store.intents import ClaimedIntent
 
 DEFAULT_CLOCK_SKEW_SECONDS = 300
@@ -240,7 +240,7 @@ def _pick_match(
     overlapping = [request for request in found if request.invoice_ids & ours]
     if not overlapping:
         return None
-    with write_tx(ctx.engine) as session:
+    with read_session(ctx.engine) as session:
         taken = intents.known_lago_ids(session, lago_ids=[r.lago_id for r in overlapping])
     free = [request for request in overlapping if request.lago_id not in taken]
     window_start = since - ctx.clock_skew
