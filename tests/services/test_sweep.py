@@ -3,6 +3,7 @@ data files and generated data. The CLI on top is tested in tests/e2e/test_sweep_
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,7 +65,40 @@ def _intent_ids(engine: Engine) -> list[int]:
 
 
 def _reasons(summary: SweepSummary) -> dict[tuple[str, str], str]:
+    """(customer, currency) -> reason of a dry run (its plan)."""
+    assert summary.dry_run
     return {(row.external_customer_id, row.currency): row.reason for row in summary.plan}
+
+
+@dataclass(frozen=True)
+class Recorded:
+    reason: str
+    next_eligible_at: datetime | None
+
+
+def _recorded(db_url: str, summary: SweepSummary) -> dict[tuple[str, str], Recorded]:
+    """(customer, currency) -> the decision the run recorded in the ledger."""
+    assert summary.run_id is not None
+    engine = make_engine(db_url)
+    try:
+        with read_session(engine) as session:
+            rows = session.scalars(
+                select(DecisionRow).where(DecisionRow.run_id == summary.run_id)
+            ).all()
+            return {
+                (row.external_customer_id, row.currency): Recorded(
+                    row.reason, _utc(row.next_eligible_at)
+                )
+                for row in rows
+            }
+    finally:
+        engine.dispose()
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,7 +112,7 @@ def test_scenarios_decide_each_case_and_send_one_request_per_group(
 
     summary = _sweep(db_url, scenarios, policy)
 
-    reasons = _reasons(summary)
+    reasons = {key: found.reason for key, found in _recorded(db_url, summary).items()}
     assert reasons == {
         ("cus_ok", "USD"): "eligible",
         ("cus_small", "USD"): "below_threshold",
@@ -176,7 +210,7 @@ def test_grace_period_counts_from_the_oldest_due_date_in_the_customer_timezone(
     row = next(r for r in summary.plan if r.external_customer_id == "cus_recent")
     assert row.next_eligible_at == datetime(2025, 3, 6, 23, 0, tzinfo=UTC)
     later = _sweep(sqlite_db, scenarios, policy, now=datetime(2025, 3, 6, 23, 0, tzinfo=UTC))
-    assert _reasons(later)[("cus_recent", "EUR")] == "eligible"
+    assert _recorded(sqlite_db, later)[("cus_recent", "EUR")].reason == "eligible"
     assert "cus_recent" in requests_by_customer(scenarios)
 
 
@@ -191,12 +225,11 @@ def test_send_window_uses_each_customer_timezone(
 
     summary = _sweep(sqlite_db, scenarios, policy, now=now)
 
-    reasons = _reasons(summary)
-    assert reasons[("cus_tokyo", "USD")] == "outside_send_window"
-    assert reasons[("cus_ok", "USD")] == "eligible"
-    tokyo = next(r for r in summary.plan if r.external_customer_id == "cus_tokyo")
+    recorded = _recorded(sqlite_db, summary)
+    assert recorded[("cus_tokyo", "USD")].reason == "outside_send_window"
+    assert recorded[("cus_ok", "USD")].reason == "eligible"
     # Next opening: Thursday 09:00 Tokyo = Thursday 00:00 UTC.
-    assert tokyo.next_eligible_at == datetime(2025, 3, 6, 0, 0, tzinfo=UTC)
+    assert recorded[("cus_tokyo", "USD")].next_eligible_at == datetime(2025, 3, 6, tzinfo=UTC)
     made = requests_by_customer(scenarios)
     assert "cus_tokyo" not in made
     assert "cus_ok" in made
@@ -258,7 +291,9 @@ def test_invoices_paid_between_sweeps_are_not_asked_for_again(
     made = requests_by_customer(sandbox)
     assert len(made["cus_solo"]) == 1
     assert len(made["cus_other"]) == 2
-    assert ("cus_solo", "USD") not in _reasons(second)
+    recorded = _recorded(db_url, second)
+    assert ("cus_solo", "USD") not in recorded  # paid: no longer in the overdue listing
+    assert recorded[("cus_other", "USD")].reason == "eligible"
 
 
 def test_a_partly_paid_group_is_asked_only_for_what_is_still_overdue(
@@ -439,7 +474,7 @@ def test_customer_option_lists_only_that_customer(
 
     assert full_calls >= 2
     assert sandbox.request_count(LIST) == 1
-    assert {row.external_customer_id for row in only.plan} == {"cus_00002"}
+    assert {customer for customer, _ in _recorded(sqlite_db, only)} == {"cus_00002"}
     assert only.invoices_seen == 4
     assert set(requests_by_customer(sandbox)) == {"cus_00002"}
     assert only.api_calls == sandbox.stats()["total"]
