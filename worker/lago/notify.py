@@ -18,7 +18,8 @@ def post_notification(url: str, payload: dict[str, Any], *, timeout_s: float = 1
 
     Errors name the host only: a notification URL may carry a token in its path or query.
     """
-    host = urlsplit(url).netloc or "?"
+    parts = urlsplit(url)
+    host = f"{parts.hostname}:{parts.port}" if parts.port else (parts.hostname or "?")
     endpoint = f"POST {host}"
     try:
         response = httpx.post(url, json=payload, timeout=timeout_s)

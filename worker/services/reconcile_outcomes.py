@@ -23,6 +23,7 @@ rule: a paid dunned invoice resets the dunning counter). The same write path ser
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -36,6 +37,7 @@ from worker.lago.errors import LagoError, LagoNotFoundError
 from worker.lago.models import Invoice
 from worker.logging import get_logger
 from worker.services.runtime import Runtime
+from worker.services.status import intent_counts
 from worker.store.db import read_session, write_tx
 from worker.store.group_states import reset_group
 from worker.store.intents import set_outcome
@@ -394,7 +396,7 @@ def reconcile_outcomes(
     *,
     now: datetime | None = None,
     limit: int = DEFAULT_LIMIT,
-    still_overdue: set[str] | frozenset[str] | None = None,
+    still_overdue: AbstractSet[str] | None = None,
 ) -> ReconcileSummary:
     """Check the outcome of up to `limit` due intents (those needing Lago calls).
 
@@ -417,33 +419,37 @@ def reconcile_outcomes(
                 )
             ).scalars()
         }
-    budget = limit
-    for intent in candidates:
-        summary.examined += 1
-        delay = next_check_delay(checks.get(intent.id, 0))
-        if intent.superseded:
-            _close_superseded(rt, intent, now=now)
-            summary.superseded += 1
-            continue
-        if still_overdue is not None and set(intent.invoice_ids) <= still_overdue:
-            with write_tx(rt.engine) as session:
+    superseded = [intent for intent in candidates if intent.superseded]
+    unsettled = [intent for intent in candidates if not intent.superseded]
+    in_listing = [
+        intent
+        for intent in unsettled
+        if still_overdue is not None and set(intent.invoice_ids) <= still_overdue
+    ]
+    to_confirm = [intent for intent in unsettled if intent not in in_listing]
+    summary.examined = len(candidates)
+    # No API call for these: one short transaction for all of them.
+    if superseded or in_listing:
+        with write_tx(rt.engine) as session:
+            for intent in superseded:
+                _close_superseded(session, intent, now=now)
+            for intent in in_listing:
                 recorded = record_assessment(
                     session,
                     intent.id,
                     Assessment(_keep_open(intent.outcome), 0, False),
                     now=now,
-                    next_check_at=now + delay,
+                    next_check_at=now + next_check_delay(checks.get(intent.id, 0)),
                 )
-            summary.still_overdue += 1
-            metrics.record_check("listing")
-            if recorded is not None:
-                summary.count(recorded)
-            continue
-        if budget <= 0:
-            summary.deferred += 1
-            continue
-        budget -= 1
+                if recorded is not None:
+                    summary.count(recorded)
+    summary.superseded = len(superseded)
+    summary.still_overdue = len(in_listing)
+    metrics.record_check("listing", len(in_listing))
+    for intent in to_confirm[:limit]:
+        delay = next_check_delay(checks.get(intent.id, 0))
         _check_with_lago(rt, intent, now=now, delay=delay, summary=summary)
+    summary.deferred = max(len(to_confirm) - limit, 0)
     _refresh_gauges(rt)
     log.info(
         "outcomes reconciled",
@@ -509,19 +515,16 @@ def _check_with_lago(
         publish([recorded], source="reconcile")
 
 
-def _close_superseded(rt: Runtime, intent: TrackedIntent, *, now: datetime) -> None:
+def _close_superseded(session: Session, intent: TrackedIntent, *, now: datetime) -> None:
     """A newer attempt for the group took over: stop checking this one (credit goes there)."""
-    with write_tx(rt.engine) as session:
-        row = session.get(PaymentRequestIntent, intent.id)
-        if row is not None and row.outcome is None:
-            row.outcome = "open"
-            row.updated_at = now
-        schedule_check(session, intent.id, next_check_at=None, checked_at=None)
+    row = session.get(PaymentRequestIntent, intent.id)
+    if row is not None and row.outcome is None:
+        row.outcome = "open"
+        row.updated_at = now
+    schedule_check(session, intent.id, next_check_at=None, checked_at=None)
 
 
 def _refresh_gauges(rt: Runtime) -> None:
-    from worker.services.status import intent_counts
-
     try:
         metrics.set_intent_counts(intent_counts(rt.engine))
     except Exception as exc:  # metrics must never fail a reconcile pass
