@@ -426,7 +426,8 @@ def reconcile_outcomes(
         for intent in unsettled
         if still_overdue is not None and set(intent.invoice_ids) <= still_overdue
     ]
-    to_confirm = [intent for intent in unsettled if intent not in in_listing]
+    listed_ids = {intent.id for intent in in_listing}
+    to_confirm = [intent for intent in unsettled if intent.id not in listed_ids]
     summary.examined = len(candidates)
     # No API call for these: one short transaction for all of them.
     if superseded or in_listing:
