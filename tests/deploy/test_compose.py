@@ -9,9 +9,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from config.settings import Settings
+from config.settings import Settings, load_settings
 from tests.deploy.conftest import ROOT
-from worker.celery import REDBEAT_KEY_PREFIX
+from worker.celery import REDBEAT_KEY_PREFIX, celery_config
 
 APP_SERVICES = ("migrate", "worker", "beat", "sandbox", "flower")
 INTERPOLATION = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::?[-?+][^}]*)?\}")
@@ -100,12 +100,11 @@ def test_beat_health_watches_the_redbeat_lock(services: dict[str, Any]) -> None:
 
 
 def test_worker_gets_time_for_a_warm_shutdown(services: dict[str, Any]) -> None:
-    from worker.celery import app
-
+    conf = celery_config(load_settings(broker_url="redis://redis:6379/0"), cron=None)
     worker = services["worker"]
     assert worker.get("stop_signal", "SIGTERM") == "SIGTERM"
     grace = int(str(worker["stop_grace_period"]).removesuffix("s"))
-    assert grace > app.conf.worker_soft_shutdown_timeout
+    assert grace > conf["worker_soft_shutdown_timeout"]
 
 
 def test_optional_services_sit_behind_profiles(services: dict[str, Any]) -> None:

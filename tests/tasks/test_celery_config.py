@@ -106,7 +106,7 @@ def test_beat_runs_the_sweep_on_the_policy_cron_and_reconcile_on_its_own(tmp_pat
 CRONS = ["*/15 * * * *", "0 9 * * 1-5", "30 8,17 * * *", "5 */6 1 * *", "0 0 * 1-3 0", "* * * * *"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     cron=st.sampled_from(CRONS),
     moment=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2030, 12, 31)),
@@ -153,7 +153,7 @@ def test_tick_slot_is_the_latest_firing_at_or_before_now(
     assert tick_slot(cron, now) == slot
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     cron=st.sampled_from(CRONS),
     moment=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2030, 12, 31)),

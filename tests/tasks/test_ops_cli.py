@@ -1,0 +1,291 @@
+"""Manual triggers, run as the real `dunning` command: each does what the README says, and bad
+input gets one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from config import Settings, load_settings
+from tests.fixtures.sandbox import SandboxHandle
+from tests.tasks.support import child_env, claimed_redis_db, intent_statuses, write_policy
+from worker.cli import main
+from worker.cli.ops_cmd import enqueue_sweep
+from worker.services.runtime import Runtime, open_runtime
+from worker.services.sweep import run_sweep
+from worker.store import controls, intents
+from worker.store.db import read_session, write_tx
+from worker.store.migrate import upgrade
+
+pytestmark = pytest.mark.timeout(120)
+
+DUNNING = str(Path(sys.executable).with_name("dunning"))
+
+
+@pytest.fixture
+def db(sqlite_url: str) -> str:
+    upgrade(sqlite_url)
+    return sqlite_url
+
+
+@pytest.fixture
+def env(tmp_path: Path, sandbox: SandboxHandle, db: str) -> dict[str, str]:
+    return child_env(
+        DUNNING_DATA_DIR=str(tmp_path / "data"),
+        DUNNING_DATABASE_URL=db,
+        DUNNING_POLICY_FILE=str(write_policy(tmp_path)),
+        LAGO_API_URL=sandbox.url,
+        LAGO_API_KEY=sandbox.api_key,
+        DUNNING_RATE_LIMIT_RPS="0",
+        DUNNING_SETTLE_SECONDS="0",
+        DUNNING_LOG_FORMAT="json",
+    )
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    return load_settings(
+        data_dir=Path(env["DUNNING_DATA_DIR"]),
+        database_url=env["DUNNING_DATABASE_URL"],
+        policy_file=Path(env["DUNNING_POLICY_FILE"]),
+        lago_api_url=env["LAGO_API_URL"],
+        lago_api_key=env["LAGO_API_KEY"],
+        rate_limit_rps=0,
+    )
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    rt = open_runtime(settings)
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def dunning(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """Run `dunning ARGS` through its real entry point, in this process (fast)."""
+
+    def invoke(env: dict[str, str], *args: str) -> Result:
+        with monkeypatch.context() as patch:
+            for key in list(os.environ):
+                if key.startswith(("DUNNING_", "LAGO_")):
+                    patch.delenv(key)
+            for key, value in env.items():
+                if key.startswith(("DUNNING_", "LAGO_")):
+                    patch.setenv(key, value)
+            patch.setattr(sys, "argv", ["dunning", *args])
+            capsys.readouterr()
+            with pytest.raises(SystemExit) as exited:
+                main()
+            captured = capsys.readouterr()
+        return Result(int(exited.value.code or 0), captured.out, captured.err)
+
+    return invoke
+
+
+def dunning_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed `dunning` script in a child process."""
+    return subprocess.run(
+        [DUNNING, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def assert_one_line_error(
+    result: Result | subprocess.CompletedProcess[str], code: int, text: str
+) -> None:
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert text in lines[0]
+
+
+def queued_messages(settings: Settings) -> list[dict[str, Any]]:
+    """Messages waiting in the filesystem broker: task name, id, args, kwargs."""
+    found = []
+    for path in sorted((settings.broker_folder / "queue").glob("*.msg")):
+        raw = json.loads(path.read_text())
+        body = raw["body"]
+        if raw["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body).decode()
+        args, kwargs, _ = json.loads(body)
+        found.append(
+            {
+                "task": raw["headers"]["task"],
+                "id": raw["headers"]["id"],
+                "args": args,
+                "kwargs": kwargs,
+            }
+        )
+    return found
+
+
+def make_intent(runtime: Runtime, customer: str = "cus_00001") -> int:
+    summary = run_sweep(runtime, trigger="cli", customer=customer, send_inline=False)
+    (intent_id,) = summary.intent_ids
+    return intent_id
+
+
+def park(runtime: Runtime, intent_id: int, status: str) -> None:
+    """Claim the intent and record `status` the way the send service would."""
+    now = datetime.now(UTC)
+    intents.claim_intents(
+        runtime.engine, owner="t", now=now, lease_seconds=60, limit=1, intent_ids=[intent_id]
+    )
+    with write_tx(runtime.engine) as session:
+        record = intents.record_needs_review if status == "needs_review" else intents.record_refused
+        kwargs = {"reason": "x"} if status == "needs_review" else {"error": "x"}
+        assert record(session, intent_id=intent_id, owner="t", now=now, error_code="t", **kwargs)
+
+
+def test_enqueue_sweep_puts_one_named_message_on_the_broker(
+    dunning: Any, env: dict[str, str], settings: Settings
+) -> None:
+    result = dunning(env, "enqueue", "sweep", "--customer", "cus_00001", "--json")
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert queued_messages(settings) == [
+        {
+            "task": "dunning.sweep",
+            "id": printed["task_id"],
+            "args": [],
+            "kwargs": {"trigger": "celery", "customer": "cus_00001"},
+        }
+    ]
+
+
+def test_enqueue_reconcile(dunning: Any, env: dict[str, str], settings: Settings) -> None:
+    result = dunning(env, "enqueue", "reconcile")
+    assert result.returncode == 0, result.stderr
+    (message,) = queued_messages(settings)
+    assert message["task"] == "dunning.reconcile"
+    assert message["id"] in result.stdout
+
+
+def test_enqueue_uses_the_redis_key_prefix(settings: Settings) -> None:
+    with claimed_redis_db() as url:
+        task_id = enqueue_sweep(load_settings(broker_url=url, data_dir=settings.data_dir))
+        client = redis.Redis.from_url(url)
+        try:
+            (raw,) = client.lrange("dunning:celery", 0, -1)
+        finally:
+            client.close()
+    assert json.loads(raw)["headers"]["id"] == task_id
+
+
+def test_unreachable_broker_is_one_line(dunning: Any, env: dict[str, str]) -> None:
+    result = dunning({**env, "DUNNING_BROKER_URL": "redis://:pw@127.0.0.1:1/0"}, "enqueue", "sweep")
+    assert_one_line_error(result, 1, "cannot reach the broker redis://:***@127.0.0.1:1/0")
+    assert "pw" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argument", "code", "text"),
+    [
+        ("abc", 2, "intent id must be a whole number, got 'abc'"),
+        ("0", 2, "intent id must be positive"),
+        ("999", 2, "no intent #999"),
+    ],
+)
+def test_retry_rejects_bad_ids(
+    dunning: Any, env: dict[str, str], argument: str, code: int, text: str
+) -> None:
+    assert_one_line_error(dunning(env, "retry", argument), code, text)
+
+
+def test_retry_sends_a_needs_review_intent_now(
+    dunning: Any, env: dict[str, str], runtime: Runtime, sandbox: SandboxHandle, db: str
+) -> None:
+    intent_id = make_intent(runtime)
+    park(runtime, intent_id, "needs_review")
+
+    result = dunning(env, "retry", str(intent_id), "--json")
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["previous_status"] == "needs_review"
+    assert printed["status"] == "sent"
+    assert intent_statuses(db) == {intent_id: "sent"}
+    assert sandbox.request_count("POST /api/v1/payment_requests", 200) == 1
+
+    again = dunning(env, "retry", str(intent_id))
+    assert_one_line_error(again, 2, f"intent #{intent_id} is sent: only")
+    assert sandbox.request_count("POST /api/v1/payment_requests") == 1
+
+
+def test_retry_enqueue_hands_the_intent_to_the_workers(
+    dunning: Any,
+    env: dict[str, str],
+    settings: Settings,
+    runtime: Runtime,
+    sandbox: SandboxHandle,
+    db: str,
+) -> None:
+    intent_id = make_intent(runtime)
+    park(runtime, intent_id, "refused")
+
+    result = dunning({**env, "LAGO_API_URL": ""}, "retry", str(intent_id), "--enqueue")
+    assert result.returncode == 0, result.stderr
+    assert intent_statuses(db) == {intent_id: "pending"}
+    (message,) = queued_messages(settings)
+    assert message["task"] == "dunning.send_payment_request"
+    assert message["args"] == [intent_id]
+    assert sandbox.request_count("POST /api/v1/payment_requests") == 0
+
+
+def test_retry_without_lago_url_asks_for_it_or_enqueue(
+    dunning: Any, env: dict[str, str], runtime: Runtime
+) -> None:
+    intent_id = make_intent(runtime)
+    result = dunning({**env, "LAGO_API_URL": ""}, "retry", str(intent_id))
+    assert_one_line_error(result, 2, "LAGO_API_URL is not set")
+
+
+def test_pause_stops_dunning_a_customer_and_resume_restores_it(
+    dunning: Any, env: dict[str, str], runtime: Runtime
+) -> None:
+    result = dunning(env, "pause", "cus_00001", "--reason", "disputed invoice")
+    assert result.returncode == 0, result.stderr
+    assert "paused cus_00001" in result.stdout
+    with read_session(runtime.engine) as session:
+        control = controls.get_control(session, external_customer_id="cus_00001")
+        assert control is not None
+        assert control.paused
+        assert control.reason == "disputed invoice"
+    paused = run_sweep(runtime, trigger="cli", customer="cus_00001", send_inline=False)
+    assert paused.intent_ids == []
+
+    assert dunning(env, "resume", "cus_00001").returncode == 0
+    resumed = run_sweep(runtime, trigger="cli", customer="cus_00001", send_inline=False)
+    assert len(resumed.intent_ids) == 1
+
+
+def test_pause_needs_a_customer_id(dunning: Any, env: dict[str, str]) -> None:
+    assert_one_line_error(dunning(env, "pause", "  "), 2, "customer id must not be empty")
+
+
+@pytest.mark.slow
+def test_the_installed_command_works_end_to_end(env: dict[str, str], settings: Settings) -> None:
+    sent = dunning_process(env, "enqueue", "sweep")
+    assert sent.returncode == 0, sent.stderr
+    assert [m["task"] for m in queued_messages(settings)] == ["dunning.sweep"]
+    assert_one_line_error(dunning_process(env, "retry", "x1"), 2, "must be a whole number")
