@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from worker.store.db import read_session, write_tx
 from worker.store.intents import add_intent
 from worker.store.migrate import upgrade
 from worker.store.models import PaymentRequestIntent, WebhookEvent
+from worker.store.outcome_checks import IntentOutcomeCheck
 from worker.web.app import create_app
 from worker.web.signatures import PublicKeyCache
 
@@ -308,3 +310,42 @@ def test_metrics_and_health(protocol_server: httpx.Client) -> None:
 
 def test_get_on_the_webhook_path_is_not_allowed(protocol_server: httpx.Client) -> None:
     assert protocol_server.get("/webhooks/lago").status_code == 405
+
+
+def test_receipt_alone_settles_the_intent_after_confirming_with_lago(
+    protocol_server: httpx.Client, sqlite_rt: Runtime, sandbox: SandboxHandle
+) -> None:
+    invoices = overdue_invoices(sandbox, "cus_00001", "USD")[:2]
+    intent_id = sent_intent(sqlite_rt, "cus_00001", invoices)
+    for item in invoices:
+        sandbox.pay_invoice(item["lago_id"])
+    receipt = next(sqlite_rt.client.iter_payment_receipts(invoice_id=invoices[0]["lago_id"]))
+    body = envelope("payment_receipt.created", "payment_receipt", receipt.model_dump(mode="json"))
+    sandbox.reset_stats()
+
+    assert post(protocol_server, body, unique_key="evt-receipt").json() == {"result": "processed"}
+
+    row = intent_row(sqlite_rt, intent_id)
+    asked = sum(item["total_due_amount_cents"] for item in invoices)
+    assert (row.outcome, row.recovered_cents) == ("paid", asked)
+    # The receipt's invoice and the group's other invoice were both confirmed with a GET.
+    assert sandbox.request_count("GET /api/v1/invoices/{lago_id}") == 2
+
+
+def test_overdue_notice_postpones_the_next_check(
+    protocol_server: httpx.Client, sqlite_rt: Runtime, sandbox: SandboxHandle
+) -> None:
+    invoices = overdue_invoices(sandbox, "cus_00001", "USD")[:1]
+    intent_id = sent_intent(sqlite_rt, "cus_00001", invoices)
+    body = envelope("invoice.payment_overdue", "invoice", sandbox.invoice(invoices[0]["lago_id"]))
+
+    received = datetime.now(UTC)
+    assert post(protocol_server, body, unique_key="evt-overdue").json() == {"result": "processed"}
+
+    # Never checked before, the intent was due at once; now it waits about an hour.
+    with read_session(sqlite_rt.engine) as session:
+        check = session.get(IntentOutcomeCheck, intent_id)
+        assert check is not None
+        assert check.next_check_at is not None
+        assert check.next_check_at >= received + timedelta(minutes=59)
+    assert intent_row(sqlite_rt, intent_id).outcome is None
