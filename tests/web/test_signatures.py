@@ -166,3 +166,37 @@ def test_key_fetch_failure_is_reported_as_unavailable() -> None:
 
     with pytest.raises(PublicKeyUnavailableError, match="ConnectionError"):
         verify(BODY, "jwt", lago_jwt(BODY, ISSUER), public_keys=PublicKeyCache(broken))
+
+
+def test_junk_tokens_never_trigger_a_key_fetch() -> None:
+    fetched: list[int] = []
+
+    def fetch() -> str:
+        fetched.append(1)
+        return public_pem()
+
+    keys = PublicKeyCache(fetch)
+    for token in ("garbage", "eyJhbGciOiJub25lIn0.eyJkYXRhIjoiIn0."):
+        with pytest.raises(SignatureError):
+            verify(BODY, "jwt", token, public_keys=keys)
+    assert fetched == []
+
+
+def test_a_failed_key_fetch_is_not_retried_at_once() -> None:
+    attempts: list[int] = []
+    now = [0.0]
+
+    def broken() -> str:
+        attempts.append(1)
+        raise ConnectionError("refused")
+
+    keys = PublicKeyCache(broken, retry_after_failure_s=10, clock=lambda: now[0])
+    token = lago_jwt(BODY, ISSUER)
+    for _ in range(3):
+        with pytest.raises(PublicKeyUnavailableError):
+            verify(BODY, "jwt", token, public_keys=keys)
+    assert len(attempts) == 1
+    now[0] = 11.0
+    with pytest.raises(PublicKeyUnavailableError):
+        verify(BODY, "jwt", token, public_keys=keys)
+    assert len(attempts) == 2

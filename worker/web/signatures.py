@@ -95,17 +95,22 @@ def normalize_issuer(url: str) -> str:
     return url.strip().rstrip("/")
 
 
-def verify_jwt(body: bytes, token: str, public_key: RSAPublicKey, issuer: str) -> None:
-    """Check the RS256 signature, the issuer, and that the signed `data` is the raw body."""
-    token = token.strip()
+def check_jwt_header(token: str) -> None:
+    """Refuse a malformed token or any algorithm but RS256 before a key is even looked up."""
     try:
-        header = jwt.get_unverified_header(token)
+        header = jwt.get_unverified_header(token.strip())
     except jwt.DecodeError:
         raise SignatureError("JWT signature is not a well-formed token") from None
     if header.get("alg") != ACCEPTED_JWT_ALGORITHM:
         raise SignatureError(
             f"JWT algorithm {str(header.get('alg'))[:16]!r} refused (only RS256 is accepted)"
         )
+
+
+def verify_jwt(body: bytes, token: str, public_key: RSAPublicKey, issuer: str) -> None:
+    """Check the RS256 signature, the issuer, and that the signed `data` is the raw body."""
+    token = token.strip()
+    check_jwt_header(token)
     try:
         claims = jwt.decode(
             token,
@@ -131,7 +136,8 @@ class PublicKeyCache:
 
     A signature that fails with the cached key may mean Lago rotated its key, so `refresh()`
     fetches again, but at most once per `min_refresh_interval_s`: forged requests cannot make
-    us hammer Lago. Thread-safe.
+    us hammer Lago. After a failed fetch, the next one waits `retry_after_failure_s`.
+    Thread-safe.
     """
 
     def __init__(
@@ -139,10 +145,12 @@ class PublicKeyCache:
         fetch: Callable[[], str | bytes],
         *,
         min_refresh_interval_s: float = 300.0,
+        retry_after_failure_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch
         self._min_refresh_interval_s = min_refresh_interval_s
+        self._retry_after_failure_s = retry_after_failure_s
         self._clock = clock
         self._lock = threading.Lock()
         self._key: RSAPublicKey | None = None
@@ -151,6 +159,12 @@ class PublicKeyCache:
     def get(self) -> RSAPublicKey:
         with self._lock:
             if self._key is None:
+                if self._fetched_at is not None and (
+                    self._clock() - self._fetched_at < self._retry_after_failure_s
+                ):
+                    raise PublicKeyUnavailableError(
+                        "Lago's webhook public key could not be fetched recently; retry later"
+                    )
                 self._load()
             assert self._key is not None
             return self._key
@@ -201,6 +215,7 @@ def verify_signature(
             raise SignatureError("HMAC-signed webhook but DUNNING_WEBHOOK_HMAC_KEY is not set")
         verify_hmac(body, signature_header, hmac_key)
         return algorithm
+    check_jwt_header(signature_header)
     try:
         verify_jwt(body, signature_header, public_keys.get(), issuer)
     except KeyMismatchError:
