@@ -259,6 +259,8 @@ def record_refused(
         status="refused",
         last_error_code=error_code,
         last_error=_one_line(error),
+        # A definitive answer: Lago created nothing, so a later retry needs no reconcile.
+        post_started_at=None,
         **_release(now),
     )
 
@@ -274,6 +276,8 @@ def record_blocked(
         status="blocked",
         last_error_code=error_code,
         last_error=_one_line(error),
+        # A definitive answer: Lago created nothing, so a later retry needs no reconcile.
+        post_started_at=None,
         **_release(now),
     )
 
