@@ -153,7 +153,9 @@ class TrackedIntent:
 
     @classmethod
     def from_row(cls, row: PaymentRequestIntent, *, superseded: bool = False) -> TrackedIntent:
-        ids = row.lago_invoice_ids or row.invoice_ids
+        # Our invoice set: the one `amount_cents` was computed from. (An adopted request may
+        # cover other invoices too; Lago may have dropped some: either way we judge ours.)
+        ids = row.invoice_ids
         return cls(
             id=row.id,
             group_key=row.group_key,
@@ -224,7 +226,7 @@ def unsettled_intents_of(
     return [
         TrackedIntent.from_row(row)
         for row in rows
-        if wanted & set(row.lago_invoice_ids or row.invoice_ids)
+        if wanted & (set(row.invoice_ids) | set(row.lago_invoice_ids or ()))
     ]
 
 
