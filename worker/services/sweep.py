@@ -21,7 +21,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import islice
 from typing import Protocol
@@ -301,6 +301,7 @@ def _write_decisions(
     with write_tx(rt.engine) as session:
         for group, decision in decided:
             intent_id: int | None = None
+            explained = decision
             if decision.kind is DecisionKind.ATTEMPT:
                 assert decision.attempt_number is not None
                 intent_id = intents.add_intent(
@@ -318,6 +319,14 @@ def _write_decisions(
                 )
                 if intent_id is not None:
                     summary.intent_ids.append(intent_id)
+                else:
+                    # Same invoices, same attempt: an earlier intent (e.g. blocked or refused,
+                    # see `dunning status`) already stands for it; `dunning retry` re-sends.
+                    explained = replace(
+                        decision,
+                        detail=f"{decision.detail} (an intent for these invoices and this "
+                        "attempt already exists: see `dunning status`)",
+                    )
             elif decision.kind is DecisionKind.EXHAUSTED and group_states.mark_exhausted(
                 session,
                 external_customer_id=group.customer.external_id,
@@ -327,7 +336,7 @@ def _write_decisions(
             ):
                 exhausted.append((group, decision))
             summary.decisions[decision.reason.value] += 1
-            records.append(_record(group, decision, now, intent_id))
+            records.append(_record(group, explained, now, intent_id))
             if len(records) >= _DECIDE_BATCH:
                 decision_store.record_decisions(session, run_id=summary.run_id, decisions=records)
                 records = []
