@@ -1,0 +1,215 @@
+"""Real Celery processes on a real Redis broker and PostgreSQL ledger, against the sandbox.
+
+- Two RedBeat beats and one worker: each cron slot is swept once, the sweep's payment requests
+  are created exactly once, and `celery -A worker call dunning.sweep` works as documented.
+- A worker SIGKILLed while its POSTs hang, then restarted: nothing duplicated, nothing lost.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from config import Settings, load_settings
+from tests.fixtures.sandbox import SandboxHandle
+from tests.tasks.support import (
+    assert_no_invoice_requested_twice,
+    celery_command,
+    child_env,
+    claimed_redis_db,
+    count_runs,
+    intent_statuses,
+    kill_group,
+    runs_by_slot,
+    start_process,
+    stop_process,
+    wait_for,
+    write_policy,
+)
+from worker.cli.ops_cmd import enqueue_reconcile, enqueue_sweep
+from worker.store.migrate import upgrade
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres, pytest.mark.timeout(400)]
+
+POST = "POST /api/v1/payment_requests"
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    with claimed_redis_db() as url:
+        yield url
+
+
+@pytest.fixture
+def env(
+    tmp_path: Path, sandbox: SandboxHandle, postgres_url: str, redis_url: str
+) -> dict[str, str]:
+    upgrade(postgres_url)
+    return child_env(
+        DUNNING_DATA_DIR=str(tmp_path / "data"),
+        DUNNING_DATABASE_URL=postgres_url,
+        DUNNING_BROKER_URL=redis_url,
+        DUNNING_POLICY_FILE=str(write_policy(tmp_path, cron="* * * * *")),
+        LAGO_API_URL=sandbox.url,
+        LAGO_API_KEY=sandbox.api_key,
+        DUNNING_RATE_LIMIT_RPS="0",
+        DUNNING_LEASE_SECONDS="10",
+        DUNNING_SETTLE_SECONDS="0",
+        DUNNING_LOG_FORMAT="json",
+        DUNNING_LOG_LEVEL="INFO",
+    )
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    return load_settings(
+        broker_url=env["DUNNING_BROKER_URL"], data_dir=Path(env["DUNNING_DATA_DIR"])
+    )
+
+
+class Processes:
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        process = start_process(celery_command(*args), self.env, self.logs / f"{name}.log")
+        self.started.append(process)
+        return process
+
+    def worker(self, name: str) -> subprocess.Popen[bytes]:
+        return self.start(
+            name,
+            "worker",
+            "--pool", "prefork",
+            "--concurrency", "2",
+            "--hostname", f"{name}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel", "INFO",
+        )  # fmt: skip
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            stop_process(process)
+
+
+@pytest.fixture
+def processes(env: dict[str, str], tmp_path: Path) -> Iterator[Processes]:
+    started = Processes(env, tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+def json_events(text: str) -> list[dict[str, object]]:
+    events = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return events
+
+
+def received(log: str, task: str) -> int:
+    return sum(
+        1
+        for e in json_events(log)
+        if str(e.get("event", "")).startswith(f"Task {task}[")
+        and str(e["event"]).endswith("received")
+    )
+
+
+def all_sent(db_url: str) -> dict[int, str] | None:
+    statuses = intent_statuses(db_url)
+    finished = statuses and set(statuses.values()) <= {"sent", "adopted"}
+    return statuses if finished else None
+
+
+def test_two_redbeat_beats_sweep_each_slot_once(
+    processes: Processes, sandbox: SandboxHandle, postgres_url: str, env: dict[str, str]
+) -> None:
+    processes.worker("worker")
+    processes.start("beat-a", "beat", "--loglevel", "INFO")
+    processes.start("beat-b", "beat", "--loglevel", "INFO")
+
+    wait_for(
+        lambda: count_runs(postgres_url, trigger="beat") >= 2,
+        timeout=180,
+        what="two beat ticks",
+    )
+    statuses = wait_for(lambda: all_sent(postgres_url), timeout=60, what="every intent sent")
+
+    by_slot = runs_by_slot(postgres_url)
+    beat_slots = [slot for slot in by_slot if slot is not None]
+    assert len(beat_slots) >= 2
+    assert all(count == 1 for count in by_slot.values())
+    # one beat held the RedBeat lock; the other waited: the broker saw one message per slot
+    leaders = [n for n in ("beat-a", "beat-b") if "Acquired lock" in processes.log(n)]
+    assert len(leaders) == 1
+    assert received(processes.log("worker"), "dunning.sweep") == count_runs(
+        postgres_url, trigger="beat"
+    )
+    # the first tick asked every overdue group once; later ticks asked nobody again
+    assert sandbox.request_count(POST, 200) == len(statuses)
+    assert assert_no_invoice_requested_twice(sandbox) == len(statuses)
+
+    # documented manual trigger: `celery -A worker call dunning.sweep`
+    call = subprocess.run(
+        celery_command("call", "dunning.sweep"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert call.returncode == 0, call.stderr
+    wait_for(
+        lambda: count_runs(postgres_url, trigger="celery") == 1,
+        timeout=60,
+        what="the called sweep",
+    )
+    assert sandbox.request_count(POST) == len(statuses)
+
+
+def test_worker_killed_mid_send_loses_nothing_and_duplicates_nothing(
+    processes: Processes, sandbox: SandboxHandle, postgres_url: str, settings: Settings
+) -> None:
+    # every POST creates the request in Lago, then hangs: the worker never learns the answer
+    sandbox.set_faults(timeout_after_commit_rate=1.0, hang_seconds=60)
+    first = processes.worker("worker-1")
+    enqueue_sweep(settings)
+    wait_for(
+        lambda: len(sandbox.payment_requests()) >= 2,
+        timeout=90,
+        what="two payment requests created while their POSTs hang",
+    )
+    kill_group(first)
+    created_before_restart = len(sandbox.payment_requests())
+    in_flight = {i for i, s in intent_statuses(postgres_url).items() if s == "sending"}
+    assert in_flight
+
+    sandbox.set_faults(timeout_after_commit_rate=0.0)
+    processes.worker("worker-2")
+
+    def settled() -> dict[int, str] | None:
+        # the periodic reconcile, asked for by hand: takes over expired leases and adopts
+        enqueue_reconcile(settings)
+        return all_sent(postgres_url)
+
+    statuses = wait_for(settled, timeout=120, interval=3.0, what="every intent settled")
+    assert {statuses[i] for i in in_flight} == {"adopted"}
+    assert len(sandbox.payment_requests()) == len(statuses)
+    assert len(sandbox.payment_requests()) >= created_before_restart
+    assert assert_no_invoice_requested_twice(sandbox) == len(statuses)
