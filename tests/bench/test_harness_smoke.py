@@ -1,0 +1,34 @@
+"""The harness pieces run on tiny inputs (no timing, no subprocesses)."""
+
+from __future__ import annotations
+
+import json
+
+from bench.memory_worker import base_invoices, page_bodies, run
+from bench.policy_file import GENERATED_CURRENCIES, policy_yaml
+from config.policies import parse_policies
+from sandbox.generator import _REGIONS
+
+
+def test_the_bench_policy_loads_and_covers_every_generated_currency() -> None:
+    policies = parse_policies(policy_yaml())
+    (policy,) = policies.policies
+    assert {region.currency for region in _REGIONS} <= set(GENERATED_CURRENCIES)
+    assert all(policy.threshold_for(currency) == 0 for currency in GENERATED_CURRENCIES)
+    assert policy.send_window is None
+
+
+def test_the_page_stream_yields_exactly_the_requested_invoices_with_unique_ids() -> None:
+    base = base_invoices()
+    bodies = [json.loads(body) for body in page_bodies(250, base)]
+    rows = [row for body in bodies for row in body["invoices"]]
+    assert [len(body["invoices"]) for body in bodies] == [100, 100, 50]
+    assert len({row["lago_id"] for row in rows}) == 250
+    assert bodies[0]["meta"]["total_pages"] == 3
+
+
+def test_the_memory_worker_groups_and_decides_a_small_stream() -> None:
+    result = run(300)
+    assert result["invoices"] == 300
+    assert 0 < result["groups"] <= 300
+    assert result["decisions"] == result["groups"]
