@@ -213,3 +213,21 @@ def test_worker_killed_mid_send_loses_nothing_and_duplicates_nothing(
     assert len(sandbox.payment_requests()) == len(statuses)
     assert len(sandbox.payment_requests()) >= created_before_restart
     assert assert_no_invoice_requested_twice(sandbox) == len(statuses)
+
+
+def test_sigterm_lets_the_running_send_finish(
+    processes: Processes, sandbox: SandboxHandle, postgres_url: str, settings: Settings
+) -> None:
+    sandbox.set_faults(latency_ms=4000)
+    worker = processes.worker("worker")
+    enqueue_sweep(settings, "cus_00001")
+
+    def sending() -> bool:
+        return "sending" in intent_statuses(postgres_url).values()
+
+    wait_for(sending, timeout=90, interval=0.1, what="a send in flight")
+    worker.terminate()  # SIGTERM to the main process only: warm shutdown
+    assert worker.wait(timeout=60) == 0
+    assert set(intent_statuses(postgres_url).values()) == {"sent"}
+    assert sandbox.request_count(POST, 200) == 1
+    assert "Warm shutdown" in processes.log("worker")
