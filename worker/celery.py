@@ -53,7 +53,7 @@ REDBEAT_LOCK_TIMEOUT_S = 5 * BEAT_MAX_LOOP_INTERVAL_S
 SWEEP_MESSAGE_EXPIRES_S = 900
 
 REDIS_KEY_PREFIX = "dunning:"
-REDBEAT_KEY_PREFIX = "dunning:redbeat"
+REDBEAT_KEY_PREFIX = "dunning:redbeat:"  # RedBeat appends ":lock", ":schedule", entry names
 
 
 class ScheduleError(ValueError):

@@ -11,7 +11,7 @@ import pytest
 
 from config.settings import Settings, load_settings
 from tests.deploy.conftest import ROOT
-from worker.celery import REDBEAT_KEY_PREFIX, celery_config
+from worker.celery import celery_config, create_app
 
 APP_SERVICES = ("migrate", "worker", "beat", "sandbox", "flower")
 INTERPOLATION = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::?[-?+][^}]*)?\}")
@@ -95,8 +95,14 @@ def test_exactly_one_beat_and_no_embedded_beat_in_workers(services: dict[str, An
 
 
 def test_beat_health_watches_the_redbeat_lock(services: dict[str, Any]) -> None:
+    from redbeat.schedulers import RedBeatConfig
+
+    app = create_app(
+        load_settings(broker_url="redis://redis:6379/0"), cron=None, set_as_current=False
+    )
+    lock_key = RedBeatConfig(app).lock_key
     probe = " ".join(services["beat"]["healthcheck"]["test"])
-    assert f"{REDBEAT_KEY_PREFIX}:lock" in probe
+    assert f"exists('{lock_key}')" in probe
 
 
 def test_worker_gets_time_for_a_warm_shutdown(services: dict[str, Any]) -> None:
