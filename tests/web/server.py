@@ -15,7 +15,9 @@ import uvicorn
 @contextmanager
 def serving(app: Any) -> Iterator[str]:
     """Yield the base URL (http://127.0.0.1:PORT) while the app is served."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio only turns Nagle off (TCP_NODELAY) for sockets whose
+    # protocol says TCP, and without it every small answer waits for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan="off")
