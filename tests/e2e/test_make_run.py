@@ -4,6 +4,7 @@ on the filesystem broker, creates the demo's payment requests, and stops cleanly
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from tests.tasks.support import (
     REPO_ROOT,
     assert_no_invoice_requested_twice,
     child_env,
+    claimed_redis_db,
     intent_statuses,
     wait_for,
     write_policy,
@@ -101,3 +103,61 @@ def test_bad_policy_file_is_one_line_before_anything_starts(tmp_path: Path) -> N
     assert lines[0].startswith("error: ")
     assert "policies.yaml" in lines[0]
     assert not (tmp_path / "var" / "broker").exists()
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_production_shape_uses_the_given_lago_postgres_and_redis(
+    tmp_path: Path, sandbox: SandboxHandle, postgres_url: str
+) -> None:
+    """With LAGO_API_URL / DUNNING_DATABASE_URL / DUNNING_BROKER_URL set, no sandbox is
+    started and the same command works against them; SIGTERM stops it with exit 0."""
+    with claimed_redis_db() as redis_url:
+        env = child_env(
+            LAGO_API_URL=sandbox.url,
+            LAGO_API_KEY=sandbox.api_key,
+            DUNNING_DATABASE_URL=postgres_url,
+            DUNNING_BROKER_URL=redis_url,
+            DUNNING_DATA_DIR=str(tmp_path / "var"),
+            DUNNING_POLICY_FILE=str(write_policy(tmp_path)),
+            DUNNING_LOG_FORMAT="json",
+        )
+        log_path = tmp_path / "run.log"
+        with log_path.open("wb") as log:
+            run = subprocess.Popen(
+                [DUNNING, "run", "--concurrency", "1"],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+
+            def settled() -> dict[int, str] | None:
+                assert run.poll() is None, log_path.read_text()
+                statuses = intent_statuses(postgres_url) if _migrated(postgres_url) else {}
+                return statuses if statuses and set(statuses.values()) == {"sent"} else None
+
+            statuses = wait_for(settled, timeout=120, interval=0.5, what="payment requests")
+            assert sandbox.request_count("POST /api/v1/payment_requests", 200) == len(statuses)
+            commands = [" ".join(p.cmdline()) for p in psutil.Process(run.pid).children(True)]
+            assert not any("sandbox" in command for command in commands), commands
+            assert not (tmp_path / "var" / "broker").exists()
+            run.send_signal(signal.SIGTERM)
+            assert run.wait(timeout=90) == 0, log_path.read_text()
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+                run.wait(timeout=10)
+
+
+def _migrated(db_url: str) -> bool:
+    from worker.store.db import make_engine
+    from worker.store.migrate import current_revision
+
+    engine = make_engine(db_url)
+    try:
+        return current_revision(engine) is not None
+    finally:
+        engine.dispose()
