@@ -24,6 +24,8 @@ from worker.services.recover_intents import recover_intents
 from worker.services.send_payment_request import SendStatus
 from worker.services.send_payment_request import send_payment_request as send_service
 from worker.services.sweep import run_sweep
+from worker.store.errors import StoreError
+from worker.store.models import RUN_TRIGGERS
 
 SWEEP = "dunning.sweep"
 SEND_PAYMENT_REQUEST = "dunning.send_payment_request"
@@ -39,9 +41,18 @@ log = get_logger("tasks.dunning")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+#: Failures we explain in one log line ourselves: Celery still counts them as failed tasks
+#: (Flower, events) but logs them without a traceback. The message is acked, not retried:
+#: the next sweep or reconcile pass re-derives the work from the ledger.
+EXPECTED_ERRORS = (LagoError, StoreError)
+
+
 def stable_task(name: str) -> Callable[[_F], _F]:
     """`shared_task` with an explicit name, bound (`self` is the Task), no result stored."""
-    return cast("Callable[[_F], _F]", shared_task(name=name, bind=True, ignore_result=True))
+    return cast(
+        "Callable[[_F], _F]",
+        shared_task(name=name, bind=True, ignore_result=True, throws=EXPECTED_ERRORS),
+    )
 
 
 _licence_warned = threading.Event()
@@ -76,6 +87,9 @@ def _enqueue_sends(task: Task, intent_ids: list[int]) -> None:
 def sweep(self: Task, trigger: str = "celery", customer: str | None = None) -> dict[str, Any]:
     """Plan one sweep and fan out one send per created intent. Beat-triggered runs own their
     cron slot, so a double fire of one slot is a no-op."""
+    if trigger not in RUN_TRIGGERS:
+        log.error("sweep_rejected", trigger=trigger, expected=list(RUN_TRIGGERS))
+        return {"status": "rejected", "trigger": trigger}
     rt = get_runtime()
     now = rt.clock()
     slot = tick_slot(rt.policies.cron, now) if trigger == BEAT_TRIGGER else None
@@ -86,9 +100,9 @@ def sweep(self: Task, trigger: str = "celery", customer: str | None = None) -> d
     except FeatureUnavailableError as exc:
         warn_licence_once(str(exc))
         return {"status": "blocked", "slot": slot}
-    except LagoError as exc:
+    except EXPECTED_ERRORS as exc:
         log.error("sweep_failed", trigger=trigger, slot=slot, error=str(exc))
-        return {"status": "failed", "slot": slot, "error": str(exc)}
+        raise
     if not summary.slot_taken:
         return {"status": "slot_taken", "slot": slot}
     _enqueue_sends(self, summary.intent_ids)
@@ -100,16 +114,20 @@ def send_payment_request(self: Task, intent_id: int) -> str:
     """Claim, reconcile-or-send, record: the ledger decides whether anything is sent."""
     rt = get_runtime()
     settings = rt.settings
-    outcome = send_service(
-        engine=rt.engine,
-        client=rt.client,
-        intent_id=int(intent_id),
-        owner=owner_for(self),
-        now=rt.clock,
-        settle_seconds=settings.settle_seconds,
-        lease_seconds=settings.lease_seconds,
-        max_ambiguous_tries=settings.max_ambiguous_tries,
-    )
+    try:
+        outcome = send_service(
+            engine=rt.engine,
+            client=rt.client,
+            intent_id=int(intent_id),
+            owner=owner_for(self),
+            now=rt.clock,
+            settle_seconds=settings.settle_seconds,
+            lease_seconds=settings.lease_seconds,
+            max_ambiguous_tries=settings.max_ambiguous_tries,
+        )
+    except EXPECTED_ERRORS as exc:
+        log.error("send_failed", intent_id=intent_id, error=str(exc))
+        raise
     if outcome.status is SendStatus.BLOCKED:
         warn_licence_once(outcome.detail)
     log.info(
@@ -131,16 +149,20 @@ def reconcile(self: Task) -> dict[str, Any]:
     before it POSTs."""
     rt = get_runtime()
     settings = rt.settings
-    summary = recover_intents(
-        engine=rt.engine,
-        client=rt.client,
-        now=rt.clock,
-        settle_seconds=settings.settle_seconds,
-        lease_seconds=settings.lease_seconds,
-        max_ambiguous_tries=settings.max_ambiguous_tries,
-        concurrency=RECONCILE_CONCURRENCY,
-        owner_prefix=owner_for(self),
-    )
+    try:
+        summary = recover_intents(
+            engine=rt.engine,
+            client=rt.client,
+            now=rt.clock,
+            settle_seconds=settings.settle_seconds,
+            lease_seconds=settings.lease_seconds,
+            max_ambiguous_tries=settings.max_ambiguous_tries,
+            concurrency=RECONCILE_CONCURRENCY,
+            owner_prefix=owner_for(self),
+        )
+    except EXPECTED_ERRORS as exc:
+        log.error("reconcile_failed", error=str(exc))
+        raise
     if summary.stopped_by is not None and summary.stopped_by.status is SendStatus.BLOCKED:
         warn_licence_once(summary.stopped_by.detail)
     by_status = {str(status): count for status, count in summary.by_status.items()}

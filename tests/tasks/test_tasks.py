@@ -210,3 +210,36 @@ def test_reconcile_takes_over_an_expired_lease_and_sends(
     assert result["by_status"] == {"sent": 1}
     assert intent_statuses(db_url) == {intent_id: "sent"}
     assert sandbox.request_count("POST /api/v1/payment_requests", 200) == 1
+
+
+def test_unknown_trigger_is_rejected_without_a_run(
+    app: Celery, runtime: Runtime, db_url: str
+) -> None:
+    assert run(app, "dunning.sweep", kwargs={"trigger": "cron"}) == {
+        "status": "rejected",
+        "trigger": "cron",
+    }
+    assert runs_by_slot(db_url) == {}
+
+
+def test_unreachable_lago_fails_the_task_with_one_log_line_and_no_fan_out(
+    app: Celery, settings: Settings, db_url: str
+) -> None:
+    rt = open_runtime(
+        settings.model_copy(update={"lago_max_retries": 0, "lago_timeout_s": 2.0}),
+        lago_url="http://127.0.0.1:9",
+    )
+    use_runtime(rt)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            result = app.tasks["dunning.sweep"].apply(kwargs={"trigger": "celery"})
+    finally:
+        use_runtime(None)
+        rt.close()
+    assert result.failed()
+    assert "LagoConnectionError" in repr(result.result)
+    failures = [e for e in logs if e["event"] == "sweep_failed"]
+    assert len(failures) == 1
+    assert "127.0.0.1:9" in failures[0]["error"]
+    assert published(app) == []
+    assert app.tasks["dunning.sweep"].throws == dunning_tasks.EXPECTED_ERRORS
