@@ -18,6 +18,7 @@ reconciles whatever we did.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -25,6 +26,7 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from worker.lago.errors import (
     RETRY_LATER_CODES,
@@ -45,6 +47,8 @@ from worker.store.intents import ClaimedIntent
 DEFAULT_CLOCK_SKEW_SECONDS = 300
 DEFAULT_RETRY_SECONDS = 60
 DEFAULT_NOT_READY_RETRY_SECONDS = 3600
+#: Intents claimed, posted and recorded together by `send_payment_requests`.
+DEFAULT_BATCH_SIZE = 100
 
 
 class PaymentRequestsApi(Protocol):
@@ -170,6 +174,89 @@ def send_payment_request(
     return _post(ctx, intent, hooks)
 
 
+def send_payment_requests(
+    *,
+    engine: Engine,
+    client: PaymentRequestsApi,
+    intent_ids: Sequence[int],
+    owner: str,
+    now: Callable[[], datetime],
+    settle_seconds: int,
+    lease_seconds: int,
+    max_ambiguous_tries: int,
+    concurrency: int,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    hooks: SendHooks | None = None,
+) -> Iterator[SendOutcome]:
+    """The same protocol as `send_payment_request`, for many intents at a time.
+
+    Per batch: ONE transaction claims the batch, the POSTs run concurrently (no transaction
+    open), then ONE transaction records every answer. The database work per payment request
+    is a few statements instead of two commits, which is what keeps a large sweep fast. An
+    intent an earlier try may have posted goes through the single-intent path (reconcile
+    first). A crash between the POSTs and the recording leaves the intents claimed with
+    `post_started_at` set: exactly the state a crash of the single path leaves, recovered the
+    same way (lease expiry, then reconcile and adopt).
+    """
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for start in range(0, len(intent_ids), batch_size):
+            chunk = list(intent_ids[start : start + batch_size])
+            ctx = _Context(
+                engine=engine,
+                client=client,
+                owner=f"{owner}:{start // batch_size}",
+                now=now,
+                settle=timedelta(seconds=settle_seconds),
+                max_ambiguous_tries=max_ambiguous_tries,
+                clock_skew=timedelta(seconds=DEFAULT_CLOCK_SKEW_SECONDS),
+                retry=timedelta(seconds=DEFAULT_RETRY_SECONDS),
+                not_ready_retry=timedelta(seconds=DEFAULT_NOT_READY_RETRY_SECONDS),
+            )
+            yield from _send_batch(ctx, chunk, lease_seconds, pool, hooks)
+
+
+def _send_batch(
+    ctx: _Context,
+    chunk: list[int],
+    lease_seconds: int,
+    pool: ThreadPoolExecutor,
+    hooks: SendHooks | None,
+) -> Iterator[SendOutcome]:
+    claimed = intents.claim_intents(
+        ctx.engine,
+        owner=ctx.owner,
+        now=ctx.now(),
+        lease_seconds=lease_seconds,
+        limit=len(chunk),
+        intent_ids=chunk,
+    )
+    held = {intent.id for intent in claimed}
+    for intent_id in chunk:
+        if intent_id not in held:
+            yield SendOutcome(
+                intent_id,
+                SendStatus.NOT_CLAIMED,
+                detail="not due, leased by another worker, customer paused, or already finished",
+            )
+    if hooks is not None and claimed:
+        hooks.after_claim()
+    fresh = [intent for intent in claimed if intent.earlier_post_started_at is None]
+    for intent in claimed:
+        if intent.earlier_post_started_at is not None:
+            settled = _reconcile(ctx, intent, intent.earlier_post_started_at)
+            yield settled if settled is not None else _post(ctx, intent, hooks)
+    answers = list(pool.map(lambda intent: _call_lago(ctx, intent), fresh))
+    if hooks is not None and fresh:
+        hooks.after_post()
+    if fresh:
+        with write_tx(ctx.engine) as session:
+            outcomes = [
+                _record_answer(ctx, session, intent, answer)
+                for intent, answer in zip(fresh, answers, strict=True)
+            ]
+        yield from outcomes
+
+
 # -- reconcile ---------------------------------------------------------------------------
 
 
@@ -181,14 +268,15 @@ def _reconcile(ctx: _Context, intent: ClaimedIntent, since: datetime) -> SendOut
                 external_customer_id=intent.external_customer_id, currency=intent.currency
             )
         )
-    except LagoUnauthorizedError as exc:
-        return _reschedule(ctx, intent, ctx.now() + ctx.retry, "unauthorized", exc, clear=False)
     except LagoError as exc:
-        return _reschedule(ctx, intent, ctx.now() + ctx.retry, "reconcile_failed", exc, clear=False)
+        code = "unauthorized" if isinstance(exc, LagoUnauthorizedError) else "reconcile_failed"
+        with write_tx(ctx.engine) as session:
+            return _reschedule(ctx, session, intent, ctx.now() + ctx.retry, code, exc, clear=False)
     match = _pick_match(ctx, intent, found, since)
     if match is not None:
         request, detail = match
-        return _record_success(ctx, intent, request, adopted=True, detail=detail)
+        with write_tx(ctx.engine) as session:
+            return _record_success(ctx, session, intent, request, adopted=True, detail=detail)
     now = ctx.now()
     if intent.ambiguous_tries >= ctx.max_ambiguous_tries:
         reason = (
@@ -260,27 +348,48 @@ def _pick_match(
 # -- post --------------------------------------------------------------------------------
 
 
-def _post(ctx: _Context, intent: ClaimedIntent, hooks: SendHooks | None) -> SendOutcome:
+def _call_lago(ctx: _Context, intent: ClaimedIntent) -> PaymentRequest | LagoError:
+    """The POST itself; its answer (or error) is recorded afterwards, never inside a tx."""
     try:
-        request = ctx.client.create_payment_request(
+        return ctx.client.create_payment_request(
             intent.external_customer_id, list(intent.invoice_ids), email=intent.email
         )
     except LagoError as exc:
-        if hooks is not None:
-            hooks.after_post()
-        return _record_failure(ctx, intent, exc)
+        return exc
+
+
+def _post(ctx: _Context, intent: ClaimedIntent, hooks: SendHooks | None) -> SendOutcome:
+    answer = _call_lago(ctx, intent)
     if hooks is not None:
         hooks.after_post()
-    return _record_success(ctx, intent, request, adopted=False, detail=_dropped(intent, request))
+    with write_tx(ctx.engine) as session:
+        return _record_answer(ctx, session, intent, answer)
+
+
+def _record_answer(
+    ctx: _Context, session: Session, intent: ClaimedIntent, answer: PaymentRequest | LagoError
+) -> SendOutcome:
+    if isinstance(answer, LagoError):
+        return _record_failure(ctx, session, intent, answer)
+    return _record_success(
+        ctx, session, intent, answer, adopted=False, detail=_dropped(intent, answer)
+    )
 
 
 def _record_success(
-    ctx: _Context, intent: ClaimedIntent, request: PaymentRequest, *, adopted: bool, detail: str
+    ctx: _Context,
+    session: Session,
+    intent: ClaimedIntent,
+    request: PaymentRequest,
+    *,
+    adopted: bool,
+    detail: str,
 ) -> SendOutcome:
     now = ctx.now()
     status = SendStatus.ADOPTED if adopted else SendStatus.SENT
     try:
-        with write_tx(ctx.engine) as session:
+        # A savepoint, so a clash on the Lago id does not undo a caller's batch.
+        with session.begin_nested():
             if not intents.record_sent(
                 session,
                 intent_id=intent.id,
@@ -304,6 +413,7 @@ def _record_success(
         # Another intent recorded this Lago id first (adopted concurrently): look again later.
         return _reschedule(
             ctx,
+            session,
             intent,
             now + ctx.retry,
             "lago_id_taken",
@@ -315,71 +425,72 @@ def _record_success(
     )
 
 
-def _record_failure(ctx: _Context, intent: ClaimedIntent, exc: LagoError) -> SendOutcome:
+def _record_failure(
+    ctx: _Context, session: Session, intent: ClaimedIntent, exc: LagoError
+) -> SendOutcome:
     now = ctx.now()
     code = exc.code if isinstance(exc, LagoStatusError) else None
     if isinstance(exc, LagoForbiddenError):
         error_code = code or (
             "feature_unavailable" if isinstance(exc, FeatureUnavailableError) else "forbidden"
         )
-        with write_tx(ctx.engine) as session:
-            if not intents.record_blocked(
-                session,
-                intent_id=intent.id,
-                owner=ctx.owner,
-                now=now,
-                error_code=error_code,
-                error=str(exc),
-            ):
-                return _lease_lost(intent)
+        if not intents.record_blocked(
+            session,
+            intent_id=intent.id,
+            owner=ctx.owner,
+            now=now,
+            error_code=error_code,
+            error=str(exc),
+        ):
+            return _lease_lost(intent)
         return SendOutcome(
             intent.id, SendStatus.BLOCKED, error_code=error_code, detail=str(exc), posted=True
         )
     if isinstance(exc, LagoRateLimitedError):
         wait = timedelta(seconds=exc.retry_after_s) if exc.retry_after_s else ctx.retry
-        return _reschedule(ctx, intent, now + wait, "rate_limited", exc, clear=True, posted=True)
+        return _reschedule(
+            ctx, session, intent, now + wait, "rate_limited", exc, clear=True, posted=True
+        )
     if isinstance(exc, LagoUnauthorizedError):
         return _reschedule(
-            ctx, intent, now + ctx.retry, "unauthorized", exc, clear=True, posted=True
+            ctx, session, intent, now + ctx.retry, "unauthorized", exc, clear=True, posted=True
         )
     if isinstance(exc, LagoStatusError) and code in RETRY_LATER_CODES:
         return _reschedule(
-            ctx, intent, now + ctx.not_ready_retry, code, exc, clear=True, posted=True
+            ctx, session, intent, now + ctx.not_ready_retry, code, exc, clear=True, posted=True
         )
     if isinstance(exc, LagoStatusError) and not isinstance(exc, LagoServerError):
         error_code = code or f"http_{exc.status}"
-        with write_tx(ctx.engine) as session:
-            if not intents.record_refused(
-                session,
-                intent_id=intent.id,
-                owner=ctx.owner,
-                now=now,
-                error_code=error_code,
-                error=str(exc),
-            ):
-                return _lease_lost(intent)
+        if not intents.record_refused(
+            session,
+            intent_id=intent.id,
+            owner=ctx.owner,
+            now=now,
+            error_code=error_code,
+            error=str(exc),
+        ):
+            return _lease_lost(intent)
         return SendOutcome(
             intent.id, SendStatus.REFUSED, error_code=error_code, detail=str(exc), posted=True
         )
     if isinstance(exc, LagoConnectionError):
         # The client raises this for a POST only when the request certainly never left.
         return _reschedule(
-            ctx, intent, now + ctx.retry, "connect_failed", exc, clear=True, posted=True
+            ctx, session, intent, now + ctx.retry, "connect_failed", exc, clear=True, posted=True
         )
     # LagoAmbiguousError, timeouts, 5xx, an unreadable 200: it may have landed. Reconcile later.
-    with write_tx(ctx.engine) as session:
-        if not intents.reschedule(
-            session,
-            intent_id=intent.id,
-            owner=ctx.owner,
-            now=now,
-            next_attempt_at=now + ctx.settle,
-            error_code="ambiguous",
-            error=str(exc),
-            clear_post_started=False,
-            count_ambiguous=True,
-        ):
-            return _lease_lost(intent)
+    if not intents.reschedule(
+        session,
+        intent_id=intent.id,
+        owner=ctx.owner,
+        now=now,
+        next_attempt_at=now + ctx.settle,
+        error_code="ambiguous",
+        error=str(exc),
+        clear_post_started=False,
+        count_ambiguous=True,
+    ):
+        return _lease_lost(intent)
     return SendOutcome(
         intent.id,
         SendStatus.RESCHEDULED,
@@ -394,6 +505,7 @@ def _record_failure(ctx: _Context, intent: ClaimedIntent, exc: LagoError) -> Sen
 
 def _reschedule(
     ctx: _Context,
+    session: Session,
     intent: ClaimedIntent,
     when: datetime,
     error_code: str,
@@ -402,18 +514,17 @@ def _reschedule(
     clear: bool,
     posted: bool = False,
 ) -> SendOutcome:
-    with write_tx(ctx.engine) as session:
-        if not intents.reschedule(
-            session,
-            intent_id=intent.id,
-            owner=ctx.owner,
-            now=ctx.now(),
-            next_attempt_at=when,
-            error_code=error_code,
-            error=str(error),
-            clear_post_started=clear,
-        ):
-            return _lease_lost(intent)
+    if not intents.reschedule(
+        session,
+        intent_id=intent.id,
+        owner=ctx.owner,
+        now=ctx.now(),
+        next_attempt_at=when,
+        error_code=error_code,
+        error=str(error),
+        clear_post_started=clear,
+    ):
+        return _lease_lost(intent)
     return SendOutcome(
         intent.id,
         SendStatus.RESCHEDULED,

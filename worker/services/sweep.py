@@ -20,7 +20,6 @@ import socket
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import islice
@@ -42,7 +41,11 @@ from worker.policy.types import (
 )
 from worker.services.collect_groups import CollectedGroups, Malformed, collect_groups
 from worker.services.runtime import Runtime
-from worker.services.send_payment_request import SendOutcome, send_payment_request
+from worker.services.send_payment_request import (
+    SendOutcome,
+    send_payment_request,
+    send_payment_requests,
+)
 from worker.store import decisions as decision_store
 from worker.store import group_states, intents, runs
 from worker.store.db import read_session, write_tx
@@ -407,14 +410,19 @@ def _send_one(rt: Runtime, intent_id: int) -> SendOutcome:
     )
 
 
-def _send_concurrently(rt: Runtime, intent_ids: list[int]) -> Iterable[SendOutcome]:
-    settings = rt.settings
-
-    def send(intent_id: int) -> SendOutcome:
-        return _send_one(rt, intent_id)
-
-    with ThreadPoolExecutor(max_workers=settings.http_concurrency) as pool:
-        yield from pool.map(send, intent_ids)
+def _send_concurrently(rt: Runtime, intent_ids: list[int]) -> Iterator[SendOutcome]:
+    """Claim, POST and record in batches (one claim and one record transaction per batch)."""
+    return send_payment_requests(
+        engine=rt.engine,
+        client=rt.client,
+        intent_ids=intent_ids,
+        owner=worker_identity(),
+        now=rt.clock,
+        settle_seconds=rt.settings.settle_seconds,
+        lease_seconds=rt.settings.lease_seconds,
+        max_ambiguous_tries=rt.settings.max_ambiguous_tries,
+        concurrency=rt.settings.http_concurrency,
+    )
 
 
 def _retry_with_still_overdue(

@@ -1,0 +1,169 @@
+"""The batched send path (one claim and one record transaction per batch) keeps the protocol:
+exactly one payment request per intent, classified refusals, and crash recovery by adoption."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import Engine
+
+from tests.fixtures.sandbox import SandboxHandle
+from worker.lago.client import LagoClient
+from worker.services.recover_intents import recover_intents
+from worker.services.send_payment_request import (
+    SendOutcome,
+    SendStatus,
+    send_payment_requests,
+)
+from worker.store import intents
+from worker.store.db import read_session, write_tx
+
+LEASE = 60
+SETTLE = 30
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+class CrashAfterPost(Exception):
+    """Stands for the process dying between Lago's answers and the recording commit."""
+
+
+class Hooks:
+    def after_claim(self) -> None:
+        return None
+
+    def after_post(self) -> None:
+        raise CrashAfterPost
+
+
+def _groups(sandbox: SandboxHandle) -> dict[tuple[str, str, str | None], list[str]]:
+    groups: dict[tuple[str, str, str | None], list[str]] = defaultdict(list)
+    for invoice in sandbox.invoices():
+        if invoice["payment_overdue"] and invoice["total_due_amount_cents"] > 0:
+            key = (
+                invoice["customer"]["external_id"],
+                invoice["currency"],
+                invoice["billing_entity_code"],
+            )
+            groups[key].append(invoice["lago_id"])
+    return groups
+
+
+def _add_intents(
+    engine: Engine, groups: dict[tuple[str, str, str | None], list[str]], now: datetime
+) -> list[int]:
+    ids: list[int] = []
+    with write_tx(engine) as session:
+        for (customer, currency, entity), invoice_ids in sorted(groups.items()):
+            intent_id = intents.add_intent(
+                session,
+                run_id=None,
+                external_customer_id=customer,
+                currency=currency,
+                billing_entity_code=entity,
+                invoice_ids=invoice_ids,
+                amount_cents=1,
+                email=None,
+                policy="default",
+                attempt_number=1,
+                now=now,
+            )
+            assert intent_id is not None
+            ids.append(intent_id)
+    return ids
+
+
+def _send(
+    engine: Engine, client: LagoClient, ids: list[int], clock: Clock, hooks: Hooks | None = None
+) -> list[SendOutcome]:
+    return list(
+        send_payment_requests(
+            engine=engine,
+            client=client,
+            intent_ids=ids,
+            owner="test",
+            now=clock,
+            settle_seconds=SETTLE,
+            lease_seconds=LEASE,
+            max_ambiguous_tries=5,
+            concurrency=4,
+            batch_size=3,  # several batches even on the small fixture data
+            hooks=hooks,
+        )
+    )
+
+
+def test_batches_send_each_intent_once_and_classify_refusals(
+    sandbox: SandboxHandle, engine: Engine
+) -> None:
+    clock = Clock()
+    groups = _groups(sandbox)
+    assert len(groups) >= 4
+    # One group's first invoice is paid after the intent was written: Lago answers 405.
+    refused_key = sorted(groups)[0]
+    ids = _add_intents(engine, groups, clock())
+    for lago_id in groups[refused_key]:
+        sandbox.pay_invoice(lago_id)
+
+    with LagoClient(sandbox.url, SecretStr(sandbox.api_key), max_retries=0) as client:
+        outcomes = _send(engine, client, ids, clock)
+        again = _send(engine, client, ids, clock)
+
+    statuses = Counter(outcome.status for outcome in outcomes)
+    assert statuses == {SendStatus.SENT: len(groups) - 1, SendStatus.REFUSED: 1}
+    refused = next(o for o in outcomes if o.status is SendStatus.REFUSED)
+    assert refused.error_code == "invoices_not_overdue"
+    assert {o.status for o in again} == {SendStatus.NOT_CLAIMED}
+    created = sandbox.payment_requests()
+    assert len(created) == len(groups) - 1
+    assert len({request["lago_id"] for request in created}) == len(created)
+    with read_session(engine) as session:
+        stored = [intents.get_intent(session, intent_id) for intent_id in ids]
+    sent_ids = {row.lago_payment_request_id for row in stored if row and row.status == "sent"}
+    assert sent_ids == {request["lago_id"] for request in created}
+
+
+def test_a_crash_between_posts_and_recording_is_recovered_by_adoption(
+    sandbox: SandboxHandle, engine: Engine
+) -> None:
+    clock = Clock()
+    groups = _groups(sandbox)
+    ids = _add_intents(engine, groups, clock())
+
+    with LagoClient(sandbox.url, SecretStr(sandbox.api_key), max_retries=0) as client:
+        with pytest.raises(CrashAfterPost):
+            _send(engine, client, ids, clock, hooks=Hooks())
+        posted_before_crash = len(sandbox.payment_requests())
+        assert posted_before_crash == 3  # the first batch reached Lago, then the "crash"
+
+        clock.offset = timedelta(seconds=LEASE + SETTLE + 1)  # leases expire, tries settle
+        summary = recover_intents(
+            engine=engine,
+            client=client,
+            now=clock,
+            settle_seconds=SETTLE,
+            lease_seconds=LEASE,
+            max_ambiguous_tries=5,
+        )
+
+    assert summary is not None
+    created = sandbox.payment_requests()
+    assert len(created) == len(groups)
+    # Every overdue invoice is in exactly one payment request: no duplicate was posted.
+    asked = Counter(invoice["lago_id"] for r in created for invoice in r["invoices"])
+    assert asked == Counter(lago_id for ids in groups.values() for lago_id in ids)
+    with read_session(engine) as session:
+        rows = [intents.get_intent(session, intent_id) for intent_id in ids]
+    assert Counter(row.status for row in rows if row) == {
+        "adopted": posted_before_crash,
+        "sent": len(groups) - posted_before_crash,
+    }
