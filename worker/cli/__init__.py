@@ -19,11 +19,22 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from worker.cli import db_cmd, ops_cmd, policy_cmd, run_cmd, sandbox_cmd, sweep_cmd
+    from worker.cli import (
+        db_cmd,
+        ops_cmd,
+        policy_cmd,
+        report_cmd,
+        run_cmd,
+        sandbox_cmd,
+        serve_cmd,
+        sweep_cmd,
+    )
 
     run_cmd.register(app)
     sweep_cmd.register(app)
     ops_cmd.register(app)
+    report_cmd.register(app)
+    serve_cmd.register(app)
     policy_cmd.register(app)
     sandbox_cmd.register(app)
     db_cmd.register(app)

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from config import Settings
 from config.policies import PolicySet, load_policies
+from worker import metrics
 from worker.lago import LagoClient
 from worker.lago.ratelimit import limiter_from_settings
 from worker.store.db import make_engine
@@ -58,6 +59,9 @@ def open_runtime(
     if base_url is None:
         raise RuntimeSetupError("LAGO_API_URL is not set: point it at your Lago API")
     client = LagoClient.from_settings(
-        settings, base_url=base_url, rate_limiter=limiter_from_settings(settings)
+        settings,
+        base_url=base_url,
+        rate_limiter=limiter_from_settings(settings),
+        observer=metrics.observe_lago_call,
     )
     return Runtime(settings=settings, engine=engine, client=client, policies=policies, clock=clock)

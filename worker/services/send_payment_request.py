@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from worker import metrics
 from worker.lago.errors import (
     RETRY_LATER_CODES,
     FeatureUnavailableError,
@@ -420,6 +421,10 @@ def _record_success(
             f"payment request {request.lago_id} is already recorded on another intent",
             clear=False,
         )
+    if adopted:
+        metrics.record_adoption()
+    else:
+        metrics.record_sent(intent.currency)
     return SendOutcome(
         intent.id, status, lago_id=request.lago_id, detail=detail, posted=not adopted
     )
@@ -479,6 +484,7 @@ def _record_failure(
             ctx, session, intent, now + ctx.retry, "connect_failed", exc, clear=True, posted=True
         )
     # LagoAmbiguousError, timeouts, 5xx, an unreadable 200: it may have landed. Reconcile later.
+    metrics.record_ambiguous()
     if not intents.reschedule(
         session,
         intent_id=intent.id,

@@ -25,6 +25,7 @@ from datetime import datetime
 from itertools import islice
 from typing import Protocol
 
+from worker import metrics
 from worker.lago.errors import FeatureUnavailableError, LagoError
 from worker.lago.filters import InvoiceFilters
 from worker.lago.models import Invoice, MalformedRecord
@@ -483,6 +484,7 @@ def _finish(
 ) -> None:
     summary.api_calls = rt.client.calls_total() - calls_before
     summary.duration_s = tick() - started
+    metrics.record_sweep(status, summary.duration_s)
     if summary.run_id is None:
         return
     counts = runs.RunCounts(
