@@ -182,6 +182,7 @@ def test_enqueue_reconcile(dunning: Any, env: dict[str, str], settings: Settings
     assert message["id"] in result.stdout
 
 
+@pytest.mark.redis
 def test_enqueue_uses_the_redis_key_prefix(settings: Settings) -> None:
     with claimed_redis_db() as url:
         task_id = enqueue_sweep(load_settings(broker_url=url, data_dir=settings.data_dir))
