@@ -131,9 +131,11 @@ def worker_command(settings: Settings, options: RunOptions) -> list[str]:
     return command
 
 
-def _wait_for_sandbox(url: str, process: subprocess.Popen[bytes]) -> None:
+def _wait_for_sandbox(
+    url: str, process: subprocess.Popen[bytes], stopping: Callable[[], bool]
+) -> None:
     deadline = time.monotonic() + SANDBOX_START_TIMEOUT_S
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stopping():
         if process.poll() is not None:
             fail(f"the sandbox exited at start (code {process.returncode}); see its output above")
         try:
@@ -143,6 +145,8 @@ def _wait_for_sandbox(url: str, process: subprocess.Popen[bytes]) -> None:
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.1)
+    if stopping():
+        return
     fail(f"the sandbox did not answer on {url} within {SANDBOX_START_TIMEOUT_S:.0f} s")
 
 
@@ -203,13 +207,15 @@ def run_stack(settings: Settings, options: RunOptions) -> int:
             children.sandbox = _start(
                 sandbox_command(settings, options, port), _child_env(settings, None)
             )
-            _wait_for_sandbox(lago_url, children.sandbox)
+            _wait_for_sandbox(lago_url, children.sandbox, lambda: stop.signum is not None)
             log.info(
                 "sandbox_started",
                 url=lago_url,
                 customers=options.sandbox_customers,
                 seed=options.sandbox_seed,
             )
+        if stop.signum is not None:
+            return _interrupted(stop)
         if options.initial_sweep:
             task_id = enqueue_sweep(settings, None)
             log.info("initial_sweep_enqueued", task_id=task_id)
@@ -235,17 +241,23 @@ def run_stack(settings: Settings, options: RunOptions) -> int:
 
 
 def _supervise(children: _Children, stop: _Stop) -> int:
-    from worker.logging import get_logger
-
     while stop.signum is None:
         for name, process in (("worker", children.worker), ("sandbox", children.sandbox)):
             if process is not None and process.poll() is not None:
                 fail(f"the {name} exited unexpectedly (code {process.returncode}); see above")
         time.sleep(POLL_INTERVAL_S)
+    return _interrupted(stop)
+
+
+def _interrupted(stop: _Stop) -> int:
+    """Log the stop; exit 130 after Ctrl-C, 0 after SIGTERM (a normal service stop)."""
+    from worker.logging import get_logger
+
+    signum = stop.signum or signal.SIGTERM
     get_logger("dunning.run").info(
-        "stopping", signal=signal.Signals(stop.signum).name, hint="Ctrl-C again to kill now"
+        "stopping", signal=signal.Signals(signum).name, hint="Ctrl-C again to kill now"
     )
-    return EXIT_INTERRUPTED if stop.signum == signal.SIGINT else 0
+    return EXIT_INTERRUPTED if signum == signal.SIGINT else 0
 
 
 def run_command(
