@@ -251,11 +251,68 @@ def _send_batch(
         hooks.after_post()
     if fresh:
         with write_tx(ctx.engine) as session:
-            outcomes = [
-                _record_answer(ctx, session, intent, answer)
-                for intent, answer in zip(fresh, answers, strict=True)
-            ]
+            outcomes = _record_answers(ctx, session, list(zip(fresh, answers, strict=True)))
         yield from outcomes
+
+
+def _record_answers(
+    ctx: _Context,
+    session: Session,
+    answered: list[tuple[ClaimedIntent, PaymentRequest | LagoError]],
+) -> list[SendOutcome]:
+    """Record a batch's answers in the caller's transaction. Created requests (the common
+    case) are written with two multi-row statements; errors one by one."""
+    created = [(i, a) for i, a in answered if isinstance(a, PaymentRequest)]
+    outcomes = [
+        _record_failure(ctx, session, intent, answer)
+        for intent, answer in answered
+        if isinstance(answer, LagoError)
+    ]
+    now = ctx.now()
+    try:
+        with session.begin_nested():
+            held = intents.record_sent_many(
+                session,
+                owner=ctx.owner,
+                now=now,
+                results=[
+                    intents.SentResult(i.id, a.lago_id, tuple(a.invoice_ids), _dropped(i, a))
+                    for i, a in created
+                ],
+            )
+            group_states.record_attempts(
+                session,
+                attempts=[
+                    group_states.Attempt(
+                        i.external_customer_id,
+                        i.currency,
+                        i.billing_entity_code,
+                        tuple(a.invoice_ids),
+                    )
+                    for i, a in created
+                    if i.id in held
+                ],
+                now=now,
+            )
+    except IntegrityError:
+        # A Lago id is already on another intent: sort it out one by one.
+        outcomes += [_record_answer(ctx, session, intent, answer) for intent, answer in created]
+        return outcomes
+    for intent, answer in created:
+        if intent.id in held:
+            metrics.record_sent(intent.currency)
+            outcomes.append(
+                SendOutcome(
+                    intent.id,
+                    SendStatus.SENT,
+                    lago_id=answer.lago_id,
+                    detail=_dropped(intent, answer),
+                    posted=True,
+                )
+            )
+        else:
+            outcomes.append(_lease_lost(intent, lago_id=answer.lago_id, posted=True))
+    return outcomes
 
 
 # -- reconcile ---------------------------------------------------------------------------

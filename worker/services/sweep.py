@@ -295,58 +295,71 @@ def _write_decisions(
 ) -> list[tuple[Group, Decision]]:
     """Intents, exhaustion marks and the decision log, in one transaction (all or nothing).
 
-    Returns the groups whose exhaustion action this sweep owns (marked by this sweep)."""
+    Written `_DECIDE_BATCH` decisions at a time with multi-row statements. Returns the groups
+    whose exhaustion action this sweep owns (marked by this sweep)."""
     assert summary.run_id is not None
-    records: list[DecisionRecord] = []
     exhausted: list[tuple[Group, Decision]] = []
     # Decisions are taken at `now` (which `--now` may move); the ledger's own timestamps use
     # the real clock so intents become due for sending when the sweep sends them.
     written_at = rt.clock()
     with write_tx(rt.engine) as session:
-        for group, decision in decided:
-            intent_id: int | None = None
-            explained = decision
-            if decision.kind is DecisionKind.ATTEMPT:
-                assert decision.attempt_number is not None
-                intent_id = intents.add_intent(
+        decided = iter(decided)
+        while batch := list(islice(decided, _DECIDE_BATCH)):
+            new = {
+                index: _new_intent(group, decision)
+                for index, (group, decision) in enumerate(batch)
+                if decision.kind is DecisionKind.ATTEMPT
+            }
+            inserted = intents.add_intents(
+                session, run_id=summary.run_id, intents=list(new.values()), now=written_at
+            )
+            records: list[DecisionRecord] = []
+            for index, (group, decision) in enumerate(batch):
+                intent_id: int | None = None
+                explained = decision
+                if index in new:
+                    intent_id = inserted.get(new[index].dedupe_key)
+                    if intent_id is not None:
+                        summary.intent_ids.append(intent_id)
+                    else:
+                        # Same invoices, same attempt: an earlier intent (e.g. blocked or
+                        # refused, see `dunning status`) stands for it; `dunning retry` re-sends.
+                        explained = replace(
+                            decision,
+                            detail=f"{decision.detail} (an intent for these invoices and this "
+                            "attempt already exists: see `dunning status`)",
+                        )
+                elif decision.kind is DecisionKind.EXHAUSTED and group_states.mark_exhausted(
                     session,
-                    run_id=summary.run_id,
                     external_customer_id=group.customer.external_id,
                     currency=group.currency,
                     billing_entity_code=group.billing_entity_code,
-                    invoice_ids=group.invoice_ids,
-                    amount_cents=group.overdue_amount_cents,
-                    email=decision.email,
-                    policy=decision.policy,
-                    attempt_number=decision.attempt_number,
-                    now=written_at,
-                )
-                if intent_id is not None:
-                    summary.intent_ids.append(intent_id)
-                else:
-                    # Same invoices, same attempt: an earlier intent (e.g. blocked or refused,
-                    # see `dunning status`) already stands for it; `dunning retry` re-sends.
-                    explained = replace(
-                        decision,
-                        detail=f"{decision.detail} (an intent for these invoices and this "
-                        "attempt already exists: see `dunning status`)",
-                    )
-            elif decision.kind is DecisionKind.EXHAUSTED and group_states.mark_exhausted(
-                session,
-                external_customer_id=group.customer.external_id,
-                currency=group.currency,
-                billing_entity_code=group.billing_entity_code,
-                now=now,
-            ):
-                exhausted.append((group, decision))
-            summary.decisions[decision.reason.value] += 1
-            records.append(_record(group, explained, now, intent_id))
-            if len(records) >= _DECIDE_BATCH:
-                decision_store.record_decisions(session, run_id=summary.run_id, decisions=records)
-                records = []
-        records.extend(_malformed_record(item, now) for item in malformed)
-        decision_store.record_decisions(session, run_id=summary.run_id, decisions=records)
+                    now=now,
+                ):
+                    exhausted.append((group, decision))
+                summary.decisions[decision.reason.value] += 1
+                records.append(_record(group, explained, now, intent_id))
+            decision_store.record_decisions(session, run_id=summary.run_id, decisions=records)
+        decision_store.record_decisions(
+            session,
+            run_id=summary.run_id,
+            decisions=[_malformed_record(item, now) for item in malformed],
+        )
     return exhausted
+
+
+def _new_intent(group: Group, decision: Decision) -> intents.NewIntent:
+    assert decision.attempt_number is not None
+    return intents.NewIntent(
+        external_customer_id=group.customer.external_id,
+        currency=group.currency,
+        billing_entity_code=group.billing_entity_code,
+        invoice_ids=group.invoice_ids,
+        amount_cents=group.overdue_amount_cents,
+        email=decision.email,
+        policy=decision.policy,
+        attempt_number=decision.attempt_number,
+    )
 
 
 def _run_exhaustion_actions(

@@ -180,3 +180,44 @@ def reset_group(
         .values(attempts_used=0, exhausted_at=None, last_dunned_invoice_ids=None, updated_at=now)
         .execution_options(synchronize_session=False)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A payment request sent or adopted for a group, for `record_attempts`."""
+
+    external_customer_id: str
+    currency: str
+    billing_entity_code: str | None
+    invoice_ids: tuple[str, ...]
+
+
+def record_attempts(session: Session, *, attempts: Iterable[Attempt], now: datetime) -> None:
+    """`record_attempt` for many groups in one statement (each group at most once)."""
+    rows = [
+        {
+            "group_key": make_group_key(a.external_customer_id, a.currency, a.billing_entity_code),
+            "external_customer_id": a.external_customer_id,
+            "currency": a.currency,
+            "billing_entity_code": a.billing_entity_code,
+            "attempts_used": 1,
+            "last_attempt_at": now,
+            "last_dunned_invoice_ids": sorted(set(a.invoice_ids)),
+            "updated_at": now,
+        }
+        for a in attempts
+    ]
+    if not rows:
+        return
+    table = GroupStateRow.__table__
+    statement = insert_for(session, table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["group_key"],
+        set_={
+            "attempts_used": table.c.attempts_used + 1,
+            "last_attempt_at": statement.excluded.last_attempt_at,
+            "last_dunned_invoice_ids": statement.excluded.last_dunned_invoice_ids,
+            "updated_at": statement.excluded.updated_at,
+        },
+    )
+    session.execute(statement, rows)

@@ -15,9 +15,21 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, and_, case, func, literal, not_, or_, select, update
+from sqlalchemy import (
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from worker.store._dialect import insert_for
@@ -27,6 +39,7 @@ from worker.store.models import OPEN_INTENT_STATUSES, OUTCOMES, CustomerControl
 from worker.store.models import PaymentRequestIntent as Intent
 from worker.store.types import UTCDateTime
 
+_T = TypeVar("_T")
 _IN_CHUNK = 500  # bound IN (...) lists: SQLite's variable limit and query plans
 
 
@@ -420,7 +433,7 @@ def count_by_status(session: Session) -> dict[str, int]:
     return {status: int(count) for status, count in rows}
 
 
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+def _chunks(items: Sequence[_T]) -> Iterable[Sequence[_T]]:
     for start in range(0, len(items), _IN_CHUNK):
         yield items[start : start + _IN_CHUNK]
 
@@ -429,3 +442,128 @@ def _one_line(text: str | None) -> str | None:
     if text is None:
         return None
     return " ".join(text.split())[:1000]
+
+
+# -- bulk variants (a sweep writes and records thousands of intents) ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewIntent:
+    """The fields of `add_intent`, for `add_intents`."""
+
+    external_customer_id: str
+    currency: str
+    billing_entity_code: str | None
+    invoice_ids: tuple[str, ...]
+    amount_cents: int
+    email: str | None
+    policy: str | None
+    attempt_number: int
+
+    @property
+    def group_key(self) -> str:
+        return make_group_key(self.external_customer_id, self.currency, self.billing_entity_code)
+
+    @property
+    def dedupe_key(self) -> str:
+        return make_dedupe_key(self.group_key, sorted(set(self.invoice_ids)), self.attempt_number)
+
+
+def add_intents(
+    session: Session, *, run_id: int | None, intents: Sequence[NewIntent], now: datetime
+) -> dict[str, int]:
+    """`add_intent` for many rows in one multi-row statement; returns {dedupe_key: id} for the
+    rows inserted (duplicates and groups with an open intent are skipped, as with one row)."""
+    rows: list[dict[str, Any]] = []
+    for new in intents:
+        ids = sorted(set(new.invoice_ids))
+        if not ids or new.attempt_number < 1:
+            raise ValueError("an intent needs at least one invoice id and attempt_number >= 1")
+        rows.append(
+            {
+                "run_id": run_id,
+                "external_customer_id": new.external_customer_id,
+                "currency": new.currency,
+                "billing_entity_code": new.billing_entity_code,
+                "group_key": new.group_key,
+                "invoice_ids": ids,
+                "amount_cents": new.amount_cents,
+                "email": new.email,
+                "policy": new.policy,
+                "attempt_number": new.attempt_number,
+                "dedupe_key": new.dedupe_key,
+                "status": "pending",
+                "tries": 0,
+                "ambiguous_tries": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    if not rows:
+        return {}
+    table = Intent.__table__
+    statement = (
+        insert_for(session, table)
+        .on_conflict_do_nothing()
+        .returning(table.c.dedupe_key, table.c.id)
+    )
+    inserted = session.execute(statement, rows).all()
+    return {str(key): int(intent_id) for key, intent_id in inserted}
+
+
+@dataclass(frozen=True, slots=True)
+class SentResult:
+    """A POST that created payment request `lago_payment_request_id` for intent `intent_id`."""
+
+    intent_id: int
+    lago_payment_request_id: str
+    lago_invoice_ids: tuple[str, ...]
+    detail: str | None = None
+
+
+def record_sent_many(
+    session: Session, *, owner: str, now: datetime, results: Sequence[SentResult]
+) -> set[int]:
+    """`record_sent` (not adopted) for many intents; returns the ids recorded, i.e. those
+    `owner` still held (the others' leases expired: their new holders reconcile)."""
+    held: set[int] = set()
+    for chunk in _chunks([result.intent_id for result in results]):
+        held.update(
+            session.scalars(
+                select(Intent.id)
+                .where(
+                    Intent.id.in_(chunk), Intent.status == "sending", Intent.lease_owner == owner
+                )
+                .with_for_update()
+            )
+        )
+    rows = [
+        {
+            "b_id": result.intent_id,
+            "b_lago_id": result.lago_payment_request_id,
+            "b_invoices": sorted(set(result.lago_invoice_ids)),
+            "b_detail": _one_line(result.detail),
+        }
+        for result in results
+        if result.intent_id in held
+    ]
+    if rows:
+        table = cast("Table", Intent.__table__)
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                status="sent",
+                lago_payment_request_id=bindparam("b_lago_id"),
+                lago_invoice_ids=bindparam("b_invoices"),
+                sent_at=now,
+                last_error_code=None,
+                last_error=bindparam("b_detail"),
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now,
+            ),
+            rows,
+        )
+    return held
