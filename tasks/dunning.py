@@ -20,6 +20,7 @@ from tasks.runtime import get_runtime
 from tasks.slots import tick_slot
 from worker.lago.errors import FeatureUnavailableError, LagoError
 from worker.logging import get_logger
+from worker.services.reconcile_outcomes import reconcile_outcomes
 from worker.services.recover_intents import recover_intents
 from worker.services.send_payment_request import SendStatus
 from worker.services.send_payment_request import send_payment_request as send_service
@@ -145,8 +146,8 @@ def send_payment_request(self: Task, intent_id: int) -> str:
 @stable_task(RECONCILE)
 def reconcile(self: Task) -> dict[str, Any]:
     """Run what is due again: expired leases (a worker died mid-send), pending intents whose
-    time has come, ambiguous tries past their settle window. Each send reconciles with Lago
-    before it POSTs."""
+    time has come, ambiguous tries past their settle window (each send reconciles with Lago
+    before it POSTs). Then check the outcomes of sent requests (paid? reset the counters)."""
     rt = get_runtime()
     settings = rt.settings
     try:
@@ -160,6 +161,7 @@ def reconcile(self: Task) -> dict[str, Any]:
             concurrency=RECONCILE_CONCURRENCY,
             owner_prefix=owner_for(self),
         )
+        outcomes = reconcile_outcomes(rt, now=rt.clock())
     except EXPECTED_ERRORS as exc:
         log.error("reconcile_failed", error=str(exc))
         raise
@@ -168,4 +170,10 @@ def reconcile(self: Task) -> dict[str, Any]:
     by_status = {str(status): count for status, count in summary.by_status.items()}
     if summary.due:
         log.info("reconcile_finished", due=summary.due, posts=summary.posts, by_status=by_status)
-    return {"status": "done", "due": summary.due, "posts": summary.posts, "by_status": by_status}
+    return {
+        "status": "done",
+        "due": summary.due,
+        "posts": summary.posts,
+        "by_status": by_status,
+        "outcomes_checked": outcomes.examined,
+    }
