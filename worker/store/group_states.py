@@ -100,28 +100,11 @@ def record_attempt(
     now: datetime,
 ) -> None:
     """A payment request was sent or adopted for the group: attempts_used += 1 (upsert)."""
-    ids = sorted(set(invoice_ids))
-    table = GroupStateRow.__table__
-    statement = insert_for(session, GroupStateRow).values(
-        group_key=make_group_key(external_customer_id, currency, billing_entity_code),
-        external_customer_id=external_customer_id,
-        currency=currency,
-        billing_entity_code=billing_entity_code,
-        attempts_used=1,
-        last_attempt_at=now,
-        last_dunned_invoice_ids=ids,
-        updated_at=now,
+    record_attempts(
+        session,
+        attempts=[Attempt(external_customer_id, currency, billing_entity_code, tuple(invoice_ids))],
+        now=now,
     )
-    statement = statement.on_conflict_do_update(
-        index_elements=["group_key"],
-        set_={
-            "attempts_used": table.c.attempts_used + 1,
-            "last_attempt_at": statement.excluded.last_attempt_at,
-            "last_dunned_invoice_ids": statement.excluded.last_dunned_invoice_ids,
-            "updated_at": statement.excluded.updated_at,
-        },
-    )
-    session.execute(statement)
 
 
 def mark_exhausted(
