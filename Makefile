@@ -7,6 +7,8 @@ PYTHON ?= python3
 UV_SYSTEM := $(shell command -v uv 2>/dev/null)
 UV := $(if $(UV_SYSTEM),$(UV_SYSTEM),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen
+# Trust the operating system's certificate store (corporate proxies, private mirrors).
+export UV_SYSTEM_CERTS ?= 1
 PACKAGES := config worker tasks sandbox
 
 .DEFAULT_GOAL := help
