@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -75,7 +76,8 @@ def check(
     except PolicyFileError as exc:
         Console(stderr=True, highlight=False, soft_wrap=True).print(str(exc), markup=False)
         raise typer.Exit(EXIT_INVALID) from None
-    console = Console(highlight=False)
+    # Full-width tables off a terminal, like every other command's output.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     console.print(summary_table(policies))
     console.print(f"schedule: cron {policies.cron!r}", markup=False)
     console.print(f"{len(policies.policies)} policies OK", markup=False)
