@@ -27,7 +27,7 @@ from tests.fixtures.sandbox import SandboxHandle
 from worker.lago.errors import FeatureUnavailableError
 from worker.services.retry_intent import retry_intent
 from worker.services.sweep import SweepSummary, run_sweep
-from worker.store import runs
+from worker.store import group_states, runs
 from worker.store.db import make_engine, read_session
 from worker.store.migrate import upgrade
 from worker.store.models import DecisionRow, PaymentRequestIntent
@@ -294,6 +294,47 @@ def test_invoices_paid_between_sweeps_are_not_asked_for_again(
     recorded = _recorded(db_url, second)
     assert ("cus_solo", "USD") not in recorded  # paid: no longer in the overdue listing
     assert recorded[("cus_other", "USD")].reason == "eligible"
+
+
+def test_a_payment_seen_by_the_next_sweep_closes_the_intent_and_resets_the_group(
+    sqlite_db: str, sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    """The invoices left the overdue listing: the next sweep confirms the payment with Lago at
+    once (not at the intent's next scheduled check) and resets the group's counter."""
+    sandbox.reset(data=load_data("one_customer"))
+    policy = write_policy(tmp_path, max_attempts=3)
+    clock = Clock()
+    _sweep(sqlite_db, sandbox, policy, clock=clock)
+    for invoice in sandbox.invoices():
+        if invoice["customer"]["external_id"] == "cus_solo":
+            sandbox.pay_invoice(invoice["lago_id"])
+    clock.advance(seconds=60)
+
+    _sweep(sqlite_db, sandbox, policy, clock=clock)
+
+    engine = make_engine(sqlite_db)
+    with read_session(engine) as session:
+        solo = session.scalars(
+            select(PaymentRequestIntent).where(
+                PaymentRequestIntent.external_customer_id == "cus_solo"
+            )
+        ).one()
+        other = session.scalars(
+            select(PaymentRequestIntent).where(
+                PaymentRequestIntent.external_customer_id == "cus_other"
+            )
+        ).one()
+        states = group_states.load_group_states(
+            session,
+            groups=[
+                group_states.GroupRef(solo.external_customer_id, "USD", solo.billing_entity_code)
+            ],
+        )
+    engine.dispose()
+    assert solo.outcome == "paid"
+    assert solo.recovered_cents == solo.amount_cents
+    assert other.outcome == "open"
+    assert next(iter(states.values())).attempts_used == 0
 
 
 def test_a_partly_paid_group_is_asked_only_for_what_is_still_overdue(

@@ -178,8 +178,32 @@ def _superseded_clause() -> Exists:
     )
 
 
-def due_intents(session: Session, *, now: datetime, limit: int) -> list[TrackedIntent]:
-    """Unsettled sent/adopted intents due for a check, the longest-waiting first."""
+def left_the_listing(session: Session, *, still_overdue: AbstractSet[str], cap: int) -> list[int]:
+    """Unsettled sent/adopted intents with an invoice the overdue listing no longer shows.
+
+    Something changed for them (paid, voided, disputed... or a paging gap): they are checked
+    now, whatever their backoff says. At most `cap` ids.
+    """
+    found: list[int] = []
+    rows = session.execute(
+        select(PaymentRequestIntent.id, PaymentRequestIntent.invoice_ids).where(
+            PaymentRequestIntent.status.in_(TRACKED_STATUSES),
+            PaymentRequestIntent.resolved_at.is_(None),
+        )
+    )
+    for intent_id, invoice_ids in rows:
+        if any(invoice_id not in still_overdue for invoice_id in invoice_ids):
+            found.append(int(intent_id))
+            if len(found) >= cap:
+                break
+    return found
+
+
+def due_intents(
+    session: Session, *, now: datetime, limit: int, also: Sequence[int] = ()
+) -> list[TrackedIntent]:
+    """Unsettled sent/adopted intents due for a check (plus those in `also`, first), the
+    longest-waiting first."""
     superseded = _superseded_clause().label("superseded")
     statement = (
         select(PaymentRequestIntent, superseded)
@@ -188,6 +212,7 @@ def due_intents(session: Session, *, now: datetime, limit: int) -> list[TrackedI
             PaymentRequestIntent.status.in_(TRACKED_STATUSES),
             PaymentRequestIntent.resolved_at.is_(None),
             or_(
+                PaymentRequestIntent.id.in_(list(also)),
                 IntentOutcomeCheck.intent_id.is_(None),
                 and_(
                     IntentOutcomeCheck.next_check_at.is_not(None),
@@ -195,7 +220,11 @@ def due_intents(session: Session, *, now: datetime, limit: int) -> list[TrackedI
                 ),
             ),
         )
-        .order_by(IntentOutcomeCheck.next_check_at.asc().nulls_first(), PaymentRequestIntent.id)
+        .order_by(
+            PaymentRequestIntent.id.in_(list(also)).desc(),
+            IntentOutcomeCheck.next_check_at.asc().nulls_first(),
+            PaymentRequestIntent.id,
+        )
         .limit(limit)
     )
     return [
@@ -412,7 +441,12 @@ def reconcile_outcomes(
     summary = ReconcileSummary()
     scan = limit if still_overdue is None else limit * 10
     with read_session(rt.engine) as session:
-        candidates = due_intents(session, now=now, limit=scan)
+        changed = (
+            []
+            if still_overdue is None
+            else left_the_listing(session, still_overdue=still_overdue, cap=limit)
+        )
+        candidates = due_intents(session, now=now, limit=scan, also=changed)
         checks = {
             check.intent_id: check.checks
             for check in session.execute(

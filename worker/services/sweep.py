@@ -162,7 +162,7 @@ def run_sweep(
     summary = SweepSummary(trigger=trigger, dry_run=dry_run, slot=slot)
 
     if not dry_run:
-        run_id = _start_run(rt, trigger=trigger, slot=slot, now=now)
+        run_id = _start_run(rt, trigger=trigger, slot=slot, now=rt.clock())
         if run_id is None:
             summary.slot_taken = False
             log.info("sweep.slot_already_taken", slot=slot)
