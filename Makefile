@@ -25,7 +25,7 @@ install: $(UV) ## Create .venv from uv.lock (all groups)
 	$(UV) sync --frozen --all-groups
 
 run: install ## Run the worker on its embedded default (SQLite, filesystem broker, sandbox)
-	$(RUN) dunning run
+	$(RUN) dunning run || [ $$? -eq 130 ]  # Ctrl-C is the normal way to stop it
 
 test: install lint typecheck check-imports pytest ## The whole suite: lint, types, layering, tests
 

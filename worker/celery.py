@@ -52,6 +52,9 @@ REDBEAT_LOCK_TIMEOUT_S = 5 * BEAT_MAX_LOOP_INTERVAL_S
 #: A beat sweep message nobody picked up within this long is dropped (the next tick re-derives).
 SWEEP_MESSAGE_EXPIRES_S = 900
 
+#: How often the embedded `filesystem://` broker looks for new messages.
+FILESYSTEM_POLL_INTERVAL_S = 0.1
+
 REDIS_KEY_PREFIX = "dunning:"
 REDBEAT_KEY_PREFIX = "dunning:redbeat:"  # RedBeat appends ":lock", ":schedule", entry names
 
@@ -110,7 +113,13 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
         folders = broker_folders(settings)
         for folder in folders.values():
             folder.mkdir(parents=True, exist_ok=True)
-        return {**{name: str(path) for name, path in folders.items()}, "store_processed": False}
+        return {
+            **{name: str(path) for name, path in folders.items()},
+            "store_processed": False,
+            # kombu polls the folder once a second by default: a fan-out of sends would then
+            # trickle at one message per second per consumer.
+            "polling_interval": FILESYSTEM_POLL_INTERVAL_S,
+        }
     return {}
 
 

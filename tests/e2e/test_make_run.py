@@ -135,12 +135,17 @@ def test_production_shape_uses_the_given_lago_postgres_and_redis(
         try:
 
             def settled() -> dict[int, str] | None:
+                # Every intent sent, and exactly one request in Lago per intent. Beat may add
+                # intents meanwhile, so both sides are read until they agree; a duplicate
+                # POST would keep them apart and the wait would fail.
                 assert run.poll() is None, log_path.read_text()
                 statuses = intent_statuses(postgres_url) if _migrated(postgres_url) else {}
-                return statuses if statuses and set(statuses.values()) == {"sent"} else None
+                posts = sandbox.request_count("POST /api/v1/payment_requests", 200)
+                if statuses and set(statuses.values()) == {"sent"} and posts == len(statuses):
+                    return statuses
+                return None
 
-            statuses = wait_for(settled, timeout=120, interval=0.5, what="payment requests")
-            assert sandbox.request_count("POST /api/v1/payment_requests", 200) == len(statuses)
+            wait_for(settled, timeout=120, interval=0.5, what="one request per sent intent")
             commands = [" ".join(p.cmdline()) for p in psutil.Process(run.pid).children(True)]
             assert not any("sandbox" in command for command in commands), commands
             assert not (tmp_path / "var" / "broker").exists()
@@ -148,6 +153,9 @@ def test_production_shape_uses_the_given_lago_postgres_and_redis(
             assert run.wait(timeout=90) == 0, log_path.read_text()
         finally:
             if run.poll() is None:
+                # The worker runs in its own session: kill every descendant, not just the group.
+                for child in psutil.Process(run.pid).children(recursive=True):
+                    child.kill()
                 os.killpg(run.pid, signal.SIGKILL)
                 run.wait(timeout=10)
 

@@ -44,6 +44,16 @@ def write_policy(directory: Path, cron: str = "*/15 * * * *") -> Path:
     return path
 
 
+def _others_connected(client: redis.Redis, number: int) -> bool:
+    """Is any other connection using database `number`? (A process left over from an
+    earlier test would consume this test's messages.)"""
+    me = client.client_id()
+    return any(
+        int(entry.get("db", -1)) == number and int(entry["id"]) != me
+        for entry in client.client_list()
+    )
+
+
 @contextmanager
 def claimed_redis_db() -> Iterator[str]:
     """A Redis URL on a database nobody uses right now; flushed afterwards."""
@@ -51,7 +61,11 @@ def claimed_redis_db() -> Iterator[str]:
     for number in REDIS_TEST_DBS:
         client = redis.Redis.from_url(f"{REDIS_HOST_URL}/{number}")
         try:
-            if client.dbsize() == 0 and client.set("lago-dunning-test-claim", marker, nx=True):
+            if (
+                client.dbsize() == 0
+                and not _others_connected(client, number)
+                and client.set("lago-dunning-test-claim", marker, nx=True)
+            ):
                 break
         finally:
             client.close()

@@ -11,6 +11,7 @@ send finish), and children run in their own sessions so the terminal's SIGINT re
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -22,11 +23,13 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
 import typer
 
+import config
 from config import Settings, load_settings, mask_url
 from worker.cli.errors import EXIT_INTERRUPTED, fail
 
@@ -35,6 +38,7 @@ SANDBOX_START_TIMEOUT_S = 30.0
 WORKER_STOP_TIMEOUT_S = 45.0
 CHILD_STOP_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.2
+PR_SET_PDEATHSIG = 1  # prctl(2) option
 
 
 class Pool(StrEnum):
@@ -150,9 +154,23 @@ def _wait_for_sandbox(
     fail(f"the sandbox did not answer on {url} within {SANDBOX_START_TIMEOUT_S:.0f} s")
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec (Linux): get SIGTERM when `dunning run` dies, even by
+    SIGKILL, so no worker or sandbox outlives the command that started it."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     # A new session: the terminal's Ctrl-C reaches only us; we signal the children ourselves.
-    return subprocess.Popen(command, env=env, start_new_session=True)
+    # preexec_fn is safe here: this process starts no threads before its children.
+    return subprocess.Popen(
+        command,
+        env=env,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509
+    )
 
 
 def _stop_child(
@@ -172,9 +190,22 @@ def _stop_child(
     process.wait()
 
 
+#: The policy of the embedded demo (sandbox data, a sweep every minute), used when neither
+#: LAGO_API_URL nor DUNNING_POLICY_FILE is set.
+DEMO_POLICY_FILE = Path(config.__file__).resolve().parent / "policies.demo.yaml"
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """With the sandbox standing in for Lago and no policy file chosen, use the demo policy."""
+    if settings.uses_sandbox and "policy_file" not in settings.model_fields_set:
+        return settings.model_copy(update={"policy_file": DEMO_POLICY_FILE})
+    return settings
+
+
 def _child_env(settings: Settings, lago_url: str | None) -> dict[str, str]:
     env = dict(os.environ)
     env["DUNNING_DATA_DIR"] = str(settings.data_dir.resolve())
+    env["DUNNING_POLICY_FILE"] = str(settings.policy_file)
     if lago_url is not None:
         env["LAGO_API_URL"] = lago_url
     return env
@@ -189,7 +220,9 @@ def run_stack(settings: Settings, options: RunOptions) -> int:
 
     configure_logging(settings)
     log = get_logger("dunning.run")
+    settings = demo_settings(settings)
     load_policies(settings.policy_file)  # a bad policy file fails here, in one line
+    log.info("policy_file", path=str(settings.policy_file))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
     log.info("database_ready", url=mask_url(settings.resolved_database_url))
