@@ -71,10 +71,12 @@ class FrontDoor:
             return
         endpoint = f"{scope['method']} {self._template(scope)}"
         extra_headers: list[tuple[bytes, bytes]] = []
+        generation = self.state.stats_generation
 
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                self.state.stats[(endpoint, message["status"])] += 1
+                if generation == self.state.stats_generation:
+                    self.state.stats[(endpoint, message["status"])] += 1
                 if extra_headers:
                     message = {**message, "headers": [*message["headers"], *extra_headers]}
             await send(message)

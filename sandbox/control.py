@@ -75,7 +75,7 @@ class ControlPlane:
         return json_response({"requests": requests, "total": sum(self.state.stats.values())})
 
     async def reset_stats(self, request: Request) -> Response:
-        self.state.stats.clear()
+        self.state.reset_stats()
         return json_response({"ok": True})
 
     async def get_faults(self, request: Request) -> Response:

@@ -51,8 +51,15 @@ class SandboxState:
         self.store = Store(dataset or build_dataset_from(options.data, current_day(options)))
         self.injector = FaultInjector(options.faults)
         self.stats: Counter[tuple[str, int]] = Counter()
+        # Bumped by every stats reset: a request that arrived before a reset (e.g. a POST
+        # still hanging under the timeout-after-commit fault) is not counted after it.
+        self.stats_generation = 0
         self.webhooks = WebhookSender(RsaKeyPair(), options.organization_id)
         self.webhooks.config = _copy_webhook_config(options.webhook)
+
+    def reset_stats(self) -> None:
+        self.stats.clear()
+        self.stats_generation += 1
 
     @property
     def public_url(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -115,3 +116,20 @@ def test_bad_fault_settings_are_rejected_with_one_line(
     assert response.status_code == 400
     assert response.json() == {"error": message}
     assert sandbox.faults()["error_rate"] == 0
+
+
+def test_a_request_hanging_across_a_stats_reset_is_not_counted_after_it(
+    sandbox: SandboxHandle,
+) -> None:
+    """Tests share one server: a POST still hanging from an earlier test must not show up in
+    the next test's counts when it finally answers."""
+    sandbox.set_faults(timeout_after_commit_rate=1.0, hang_seconds=1.0)
+    with sandbox.api_client(timeout=0.2) as client, pytest.raises(httpx.ReadTimeout):
+        client.post("/api/v1/payment_requests", json=request_body(sandbox))
+    sandbox.reset_stats()
+    sandbox.set_faults(timeout_after_commit_rate=0.0)
+
+    time.sleep(1.5)  # the hanging handler has answered by now
+
+    assert sandbox.request_count("POST /api/v1/payment_requests") == 0
+    assert len(sandbox.payment_requests()) == 1  # it did commit, as the fault says
