@@ -55,7 +55,7 @@ def configure_logging(settings: Settings, *, force_json: bool = False) -> None:
         _scrub,
     ]
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=True)
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
         if console
         else structlog.processors.JSONRenderer(sort_keys=False)
     )
