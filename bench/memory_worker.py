@@ -5,7 +5,8 @@
 A generated page stream stands in for Lago: realistic invoice objects (each with its embedded
 customer, from the sandbox generator) are cloned under fresh ids, 100 per page, serialized to
 JSON bytes and parsed by the worker's own page parser, then fed to `collect_groups` and
-`decide()` exactly as a sweep does. Nothing is written to a database. Run in its own process so
+`decide()` exactly as a sweep does (groups read back from the spool one at a time). Nothing is
+written to the ledger. Run in its own process so
 its peak RSS (`ru_maxrss`) belongs to one size only.
 """
 
@@ -93,14 +94,20 @@ def run(total: int) -> dict[str, Any]:
             page = parse_page_lenient(decoded, "invoices", Invoice, endpoint=endpoint, page=number)
             yield from page.items
 
-    collected = collect_groups(stream())
     now = datetime.now(UTC)
     state = GroupState()  # never dunned: every group gets a full decision
-    decisions = [decide(policies, group, state, now) for group in collected.groups]
+    decisions = 0
+    # As the sweep does: groups come back from the spool one at a time and each decision is
+    # handed on (the sweep writes them in batches), not kept.
+    with collect_groups(stream()) as collected:
+        for group in collected.iter_groups():
+            decide(policies, group, state, now)
+            decisions += 1
+        invoices_seen, groups = collected.invoices_seen, collected.group_count
     return {
-        "invoices": collected.invoices_seen,
-        "groups": len(collected.groups),
-        "decisions": len(decisions),
+        "invoices": invoices_seen,
+        "groups": groups,
+        "decisions": decisions,
         "baseline_rss_mb": baseline,
         "peak_rss_mb": _rss_mb(),
         "seconds": time.perf_counter() - started,
