@@ -26,9 +26,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, cast
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import Table, and_, case, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.expression import Exists
 
@@ -38,6 +38,7 @@ from worker.lago.models import Invoice
 from worker.logging import get_logger
 from worker.services.runtime import Runtime
 from worker.services.status import intent_counts
+from worker.store._dialect import insert_for
 from worker.store.db import read_session, write_tx
 from worker.store.group_states import reset_group
 from worker.store.intents import set_outcome
@@ -51,6 +52,7 @@ CheckMethod = Literal["get", "listing", "webhook"]
 
 # Intents whose outcome is still being tracked.
 TRACKED_STATUSES = ("sent", "adopted")
+_IN_CHUNK = 500
 CHECK_BACKOFF = (
     timedelta(minutes=15),
     timedelta(hours=1),
@@ -470,16 +472,10 @@ def reconcile_outcomes(
         with write_tx(rt.engine) as session:
             for intent in superseded:
                 _close_superseded(session, intent, now=now)
-            for intent in in_listing:
-                recorded = record_assessment(
-                    session,
-                    intent.id,
-                    Assessment(_keep_open(intent.outcome), 0, False),
-                    now=now,
-                    next_check_at=now + next_check_delay(checks.get(intent.id, 0)),
-                )
-                if recorded is not None:
-                    summary.count(recorded)
+            _note_still_overdue(session, in_listing, checks=checks, now=now)
+    for intent in in_listing:
+        outcome = _keep_open(intent.outcome)
+        setattr(summary, outcome, getattr(summary, outcome) + 1)
     summary.superseded = len(superseded)
     summary.still_overdue = len(in_listing)
     metrics.record_check("listing", len(in_listing))
@@ -498,6 +494,52 @@ def reconcile_outcomes(
         errors=summary.errors,
     )
     return summary
+
+
+def _note_still_overdue(
+    session: Session, intents: Sequence[TrackedIntent], *, checks: Mapping[int, int], now: datetime
+) -> None:
+    """`record_assessment` of "still open" for many intents at once (no money moved, no
+    reset): two multi-row statements instead of a read and two writes per intent."""
+    if not intents:
+        return
+    table = cast("Table", PaymentRequestIntent.__table__)
+    kept = case((table.c.outcome.in_(("failed", "partially_paid")), table.c.outcome), else_="open")
+    ids = [intent.id for intent in intents]
+    for start in range(0, len(ids), _IN_CHUNK):
+        session.execute(
+            update(table)
+            .where(
+                table.c.id.in_(ids[start : start + _IN_CHUNK]),
+                table.c.status.in_(TRACKED_STATUSES),
+                table.c.resolved_at.is_(None),
+            )
+            .values(outcome=kept, updated_at=now)
+        )
+    check_table = cast("Table", IntentOutcomeCheck.__table__)
+    statement = insert_for(session, check_table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["intent_id"],
+        set_={
+            "next_check_at": statement.excluded.next_check_at,
+            "last_checked_at": statement.excluded.last_checked_at,
+            "last_error": None,
+            "checks": check_table.c.checks + 1,
+        },
+    )
+    session.execute(
+        statement,
+        [
+            {
+                "intent_id": intent.id,
+                "next_check_at": now + next_check_delay(checks.get(intent.id, 0)),
+                "last_checked_at": now,
+                "last_error": None,
+                "checks": 1,
+            }
+            for intent in intents
+        ],
+    )
 
 
 def _keep_open(outcome: str | None) -> Outcome:
