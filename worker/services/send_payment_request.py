@@ -496,17 +496,8 @@ def _record_failure(
         error_code = code or (
             "feature_unavailable" if isinstance(exc, FeatureUnavailableError) else "forbidden"
         )
-        if not intents.record_blocked(
-            session,
-            intent_id=intent.id,
-            owner=ctx.owner,
-            now=now,
-            error_code=error_code,
-            error=str(exc),
-        ):
-            return _lease_lost(intent)
-        return SendOutcome(
-            intent.id, SendStatus.BLOCKED, error_code=error_code, detail=str(exc), posted=True
+        return _definitive(
+            ctx, session, intent, intents.record_blocked, SendStatus.BLOCKED, error_code, exc
         )
     if isinstance(exc, LagoRateLimitedError):
         wait = timedelta(seconds=exc.retry_after_s) if exc.retry_after_s else ctx.retry
@@ -523,17 +514,8 @@ def _record_failure(
         )
     if isinstance(exc, LagoStatusError) and not isinstance(exc, LagoServerError):
         error_code = code or f"http_{exc.status}"
-        if not intents.record_refused(
-            session,
-            intent_id=intent.id,
-            owner=ctx.owner,
-            now=now,
-            error_code=error_code,
-            error=str(exc),
-        ):
-            return _lease_lost(intent)
-        return SendOutcome(
-            intent.id, SendStatus.REFUSED, error_code=error_code, detail=str(exc), posted=True
+        return _definitive(
+            ctx, session, intent, intents.record_refused, SendStatus.REFUSED, error_code, exc
         )
     if isinstance(exc, LagoConnectionError):
         # The client raises this for a POST only when the request certainly never left.
@@ -564,6 +546,41 @@ def _record_failure(
 
 
 # -- helpers -----------------------------------------------------------------------------
+
+
+class _FinalRecorder(Protocol):
+    def __call__(
+        self,
+        session: Session,
+        *,
+        intent_id: int,
+        owner: str,
+        now: datetime,
+        error_code: str,
+        error: str,
+    ) -> bool: ...
+
+
+def _definitive(
+    ctx: _Context,
+    session: Session,
+    intent: ClaimedIntent,
+    record: _FinalRecorder,
+    status: SendStatus,
+    error_code: str,
+    exc: LagoError,
+) -> SendOutcome:
+    """Lago answered for good (refused, or no licence): record it, if we still hold the lease."""
+    if not record(
+        session,
+        intent_id=intent.id,
+        owner=ctx.owner,
+        now=ctx.now(),
+        error_code=error_code,
+        error=str(exc),
+    ):
+        return _lease_lost(intent)
+    return SendOutcome(intent.id, status, error_code=error_code, detail=str(exc), posted=True)
 
 
 def _reschedule(

@@ -95,37 +95,20 @@ def add_intent(
     None means: the same dedupe key (a double sweep/tick) or an open intent for the group
     already exists. Both are expected, not errors (INSERT ... ON CONFLICT DO NOTHING).
     """
-    ids = sorted(set(invoice_ids))
-    if not ids:
-        raise ValueError("an intent needs at least one invoice id")
-    if attempt_number < 1:
-        raise ValueError(f"attempt_number must be >= 1, got {attempt_number}")
-    key = make_group_key(external_customer_id, currency, billing_entity_code)
-    statement = (
-        insert_for(session, Intent)
-        .values(
-            run_id=run_id,
-            external_customer_id=external_customer_id,
-            currency=currency,
-            billing_entity_code=billing_entity_code,
-            group_key=key,
-            invoice_ids=ids,
-            amount_cents=amount_cents,
-            email=email,
-            policy=policy,
-            attempt_number=attempt_number,
-            dedupe_key=make_dedupe_key(key, ids, attempt_number),
-            status="pending",
-            tries=0,
-            ambiguous_tries=0,
-            next_attempt_at=next_attempt_at or now,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing()
-        .returning(Intent.id)
+    new = NewIntent(
+        external_customer_id=external_customer_id,
+        currency=currency,
+        billing_entity_code=billing_entity_code,
+        invoice_ids=tuple(invoice_ids),
+        amount_cents=amount_cents,
+        email=email,
+        policy=policy,
+        attempt_number=attempt_number,
     )
-    return session.execute(statement).scalar_one_or_none()
+    inserted = add_intents(
+        session, run_id=run_id, intents=[new], now=now, next_attempt_at=next_attempt_at
+    )
+    return inserted.get(new.dedupe_key)
 
 
 def _due(now: datetime) -> Any:
@@ -261,20 +244,25 @@ def record_sent(
     )
 
 
+def _record_final(
+    session: Session, *, intent_id: int, owner: str, now: datetime, status: str, **values: Any
+) -> bool:
+    return _update_leased(session, intent_id, owner, status=status, **values, **_release(now))
+
+
 def record_refused(
     session: Session, *, intent_id: int, owner: str, now: datetime, error_code: str, error: str
 ) -> bool:
     """Lago said no for good (404/405/422): the next sweep re-evaluates the group."""
-    return _update_leased(
+    return _record_final(
         session,
-        intent_id,
-        owner,
+        intent_id=intent_id,
+        owner=owner,
+        now=now,
         status="refused",
         last_error_code=error_code,
         last_error=_one_line(error),
-        # A definitive answer: Lago created nothing, so a later retry needs no reconcile.
-        post_started_at=None,
-        **_release(now),
+        post_started_at=None,  # a definitive answer: Lago created nothing, no reconcile needed
     )
 
 
@@ -282,16 +270,15 @@ def record_blocked(
     session: Session, *, intent_id: int, owner: str, now: datetime, error_code: str, error: str
 ) -> bool:
     """The Lago instance cannot create payment requests (no premium licence)."""
-    return _update_leased(
+    return _record_final(
         session,
-        intent_id,
-        owner,
+        intent_id=intent_id,
+        owner=owner,
+        now=now,
         status="blocked",
         last_error_code=error_code,
         last_error=_one_line(error),
-        # A definitive answer: Lago created nothing, so a later retry needs no reconcile.
-        post_started_at=None,
-        **_release(now),
+        post_started_at=None,  # a definitive answer: Lago created nothing, no reconcile needed
     )
 
 
@@ -299,14 +286,14 @@ def record_needs_review(
     session: Session, *, intent_id: int, owner: str, now: datetime, error_code: str, reason: str
 ) -> bool:
     """Too many unknown outcomes: stop retrying and let a human decide."""
-    return _update_leased(
+    return _record_final(
         session,
-        intent_id,
-        owner,
+        intent_id=intent_id,
+        owner=owner,
+        now=now,
         status="needs_review",
         last_error_code=error_code,
         last_error=_one_line(reason),
-        **_release(now),
     )
 
 
@@ -470,15 +457,23 @@ class NewIntent:
 
 
 def add_intents(
-    session: Session, *, run_id: int | None, intents: Sequence[NewIntent], now: datetime
+    session: Session,
+    *,
+    run_id: int | None,
+    intents: Sequence[NewIntent],
+    now: datetime,
+    next_attempt_at: datetime | None = None,
 ) -> dict[str, int]:
-    """`add_intent` for many rows in one multi-row statement; returns {dedupe_key: id} for the
-    rows inserted (duplicates and groups with an open intent are skipped, as with one row)."""
+    """Insert pending intents in one multi-row statement; return {dedupe_key: id} for the rows
+    inserted. A duplicate dedupe key (a double sweep/tick) or a group that already has an open
+    intent is skipped: expected, not an error (INSERT ... ON CONFLICT DO NOTHING)."""
     rows: list[dict[str, Any]] = []
     for new in intents:
         ids = sorted(set(new.invoice_ids))
-        if not ids or new.attempt_number < 1:
-            raise ValueError("an intent needs at least one invoice id and attempt_number >= 1")
+        if not ids:
+            raise ValueError("an intent needs at least one invoice id")
+        if new.attempt_number < 1:
+            raise ValueError(f"attempt_number must be >= 1, got {new.attempt_number}")
         rows.append(
             {
                 "run_id": run_id,
@@ -495,7 +490,7 @@ def add_intents(
                 "status": "pending",
                 "tries": 0,
                 "ambiguous_tries": 0,
-                "next_attempt_at": now,
+                "next_attempt_at": next_attempt_at or now,
                 "created_at": now,
                 "updated_at": now,
             }
