@@ -12,7 +12,6 @@ import pytest
 from config import SettingsError, load_settings, mask_url
 
 
-
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)  # no .env file from the developer's checkout
