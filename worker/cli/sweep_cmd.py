@@ -69,8 +69,8 @@ def _progress_display(stack: ExitStack, enabled: bool) -> RichSweepProgress | No
     return RichSweepProgress(progress)
 
 
-def _money(cents: int, currency: str) -> str:
-    return f"{cents / 100:,.2f} {currency}"
+def _money(cents: int | None, currency: str) -> str:
+    return "-" if cents is None else f"{cents / 100:,.2f} {currency}"
 
 
 def print_summary(summary: SweepSummary) -> None:
@@ -81,12 +81,15 @@ def print_summary(summary: SweepSummary) -> None:
         ("run", summary.run_id if summary.run_id is not None else "-"),
         ("invoices seen", summary.invoices_seen),
         ("groups", summary.groups),
+        ("invoices skipped", summary.invoices_skipped),
         ("malformed records", summary.malformed),
+        ("pending requests we did not make", summary.requested_elsewhere),
         ("intents created", len(summary.intent_ids)),
         ("payment requests created", summary.requests_created),
     ]
     rows += [(f"  send outcome: {status}", n) for status, n in sorted(summary.outcomes.items())]
     rows += [(f"  refused: {code}", n) for code, n in sorted(summary.refused_codes.items())]
+    rows += [(f"invoice: {reason}", n) for reason, n in sorted(summary.invoices.items())]
     rows += [(f"decision: {reason}", n) for reason, n in sorted(summary.decisions.items())]
     rows += [
         ("exhaustion actions run", summary.exhaustion_actions),
@@ -214,6 +217,8 @@ def plan(
                 {
                     "groups": [_plan_json(row) for row in summary.plan],
                     "decisions_by_reason": dict(summary.decisions),
+                    "invoices_seen": summary.invoices_seen,
+                    "invoices_by_reason": dict(summary.invoices),
                     "malformed": summary.malformed,
                 }
             )

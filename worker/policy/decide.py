@@ -14,8 +14,10 @@ the most fundamental one (scope first, then amounts, then in-flight work, then t
  8. open_intent             WAIT  an unfinished request for the group already exists
  9. max_attempts_reached    EXHAUSTED with the policy's on_exhausted action (SKIP once that
                                   action has been carried out)
-10. in_grace_period /       WAIT  until the later of: the grace end and the attempt gap end;
-    too_soon                      the reason names whichever ends later
+10. in_grace_period /       WAIT  until the latest of: the grace end, the attempt gap end and
+    too_soon /                    (when a pending request we did not make covers an invoice:
+    already_requested             Lago's own campaign, a person in Lago's UI) one attempt gap
+                                  after that request; the reason names whichever ends last
 11. outside_send_window     WAIT  until the window next opens in the customer's timezone
 12. eligible                ATTEMPT with attempt_number = attempts_used + 1
 
@@ -209,7 +211,13 @@ def _timing(
             if state.last_attempt_at is not None
             else grace_end
         )
-        earliest = max(grace_end, gap_end, now)
+        asked_elsewhere = group.requested_elsewhere_at
+        elsewhere_end = (
+            asked_elsewhere.astimezone(UTC) + timedelta(days=policy.days_between_attempts) + _TICK
+            if asked_elsewhere is not None
+            else None
+        )
+        earliest = max(grace_end, gap_end, elsewhere_end or grace_end, now)
         opening = (
             next_opening(policy.send_window, earliest, zone) if policy.send_window else earliest
         )
@@ -219,7 +227,14 @@ def _timing(
         )
 
     if earliest > now:
-        if gap_end > grace_end:
+        if elsewhere_end is not None and elsewhere_end >= max(gap_end, grace_end):
+            assert asked_elsewhere is not None
+            reason = Reason.ALREADY_REQUESTED
+            detail = (
+                f"A pending payment request we did not make (asked {_iso(asked_elsewhere)}) "
+                f"already covers these invoices; next possible {_iso(opening)}{tz_note}."
+            )
+        elif gap_end > grace_end:
             reason = Reason.TOO_SOON
             detail = (
                 f"Last attempt was less than {policy.days_between_attempts} day(s) ago; "

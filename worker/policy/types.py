@@ -30,7 +30,11 @@ class CustomerFacts:
 
 @dataclass(frozen=True, slots=True)
 class InvoiceFacts:
-    """One overdue invoice. `total_due_amount_cents` is what is still owed (net of payments)."""
+    """One eligible invoice. `total_due_amount_cents` is what is still owed (net of payments).
+
+    `requested_elsewhere_at` is set when a pending payment request we did not make (Lago's own
+    dunning campaign, a person in Lago's UI) already covers the invoice: when it was created.
+    """
 
     lago_id: str
     number: str
@@ -38,6 +42,7 @@ class InvoiceFacts:
     payment_due_date: date | None
     total_due_amount_cents: int
     total_amount_cents: int
+    requested_elsewhere_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,12 @@ class Group:
     def invoice_ids(self) -> tuple[str, ...]:
         """Lago ids of the invoices, sorted."""
         return tuple(invoice.lago_id for invoice in self.invoices)
+
+    @property
+    def requested_elsewhere_at(self) -> datetime | None:
+        """When the newest pending request we did not make, covering any invoice, was made."""
+        moments = [i.requested_elsewhere_at for i in self.invoices if i.requested_elsewhere_at]
+        return max(moments) if moments else None
 
     @property
     def key(self) -> str:
@@ -127,6 +138,19 @@ class Reason(StrEnum):
     OPEN_INTENT = "open_intent"
     MALFORMED_RECORD = "malformed_record"
     ALREADY_REQUESTED = "already_requested"
+    # Invoice-level skips (`worker.policy.eligibility`): the listed invoice itself is not
+    # provably one we may ask to be paid, whatever the listing's filters promised.
+    NO_CUSTOMER = "no_customer"
+    OTHER_CUSTOMER = "other_customer"
+    NO_CURRENCY = "no_currency"
+    NOT_FINALIZED = "not_finalized"
+    DISPUTE_LOST = "dispute_lost"
+    SELF_BILLED = "self_billed"
+    ALREADY_PAID = "already_paid"
+    PAYMENT_IN_FLIGHT = "payment_in_flight"
+    PAYMENT_STATUS_UNKNOWN = "payment_status_unknown"
+    NOT_OVERDUE = "not_overdue"
+    AMOUNT_UNKNOWN = "amount_unknown"
 
 
 class ExhaustionActionKind(StrEnum):

@@ -2,15 +2,19 @@
 
 Steps (each database write is one short transaction; no transaction spans an HTTP call):
 1. Start the run (a beat tick claims its slot first: a double-fired tick does nothing).
-2. Stream the overdue listing once (design §2) and reduce it to groups (`collect_groups`).
-3. Read every group's ledger state in bulk and `decide()` each group (pure, `now` given).
-4. In one transaction: an intent per ATTEMPT (duplicates are no-ops), exhaustion marks, and
-   every decision with its reason (skips included, malformed records too).
-5. Send (inline mode): the new intents and any older intents due again, with bounded
+2. List the pending payment requests we did not make, once (`requested_elsewhere`): groups
+   they cover wait with reason `already_requested`.
+3. Stream the overdue listing once (design §2), judge every invoice from its own fields and
+   reduce the eligible ones to groups (`collect_groups`).
+4. Read every group's ledger state in bulk and `decide()` each group (pure, `now` given).
+5. In one transaction: an intent per ATTEMPT (duplicates are no-ops), exhaustion marks, and
+   every decision with its reason (skips included: groups, skipped invoices, malformed
+   records).
+6. Send (inline mode): the new intents and any older intents due again, with bounded
    concurrency. A 405 `invoices_not_overdue` refreshes only that customer and retries once
-   with the invoices still overdue. In Celery mode the task fans the intent ids out instead.
-6. Run the exhaustion actions, reconcile outcomes, and finish the run with its counts.
-A dry run does steps 2-3 only and writes nothing.
+   with the invoices still eligible. In Celery mode the task fans the intent ids out instead.
+7. Run the exhaustion actions, reconcile outcomes, and finish the run with its counts.
+A dry run does steps 2-4 only and writes nothing.
 """
 
 from __future__ import annotations
@@ -40,7 +44,14 @@ from worker.policy.types import (
     GroupState,
     Reason,
 )
-from worker.services.collect_groups import CollectedGroups, Malformed, collect_groups
+from worker.services.collect_groups import (
+    CollectedGroups,
+    Malformed,
+    SkippedInvoices,
+    collect_groups,
+)
+from worker.services.invoice_facts import judge
+from worker.services.requested_elsewhere import requested_elsewhere
 from worker.services.runtime import Runtime
 from worker.services.send_payment_request import (
     SendOutcome,
@@ -74,7 +85,7 @@ class PlanRow:
     external_customer_id: str
     currency: str
     billing_entity_code: str | None
-    amount_cents: int
+    amount_cents: int | None  # None: skipped invoices whose amount due is unknown
     invoice_count: int
     policy: str | None
     kind: str
@@ -93,6 +104,10 @@ class SweepSummary:
     invoices_seen: int = 0
     groups: int = 0
     malformed: int = 0
+    #: Every invoice seen, by what became of it (eligible, a skip reason, malformed_record).
+    invoices: Counter[str] = field(default_factory=Counter)
+    #: Pending payment requests we did not make (they make groups wait: already_requested).
+    requested_elsewhere: int = 0
     decisions: Counter[str] = field(default_factory=Counter)
     intent_ids: list[int] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -111,6 +126,10 @@ class SweepSummary:
     def skipped(self) -> int:
         return sum(count for reason, count in self.decisions.items() if reason != "eligible")
 
+    @property
+    def invoices_skipped(self) -> int:
+        return self.invoices_seen - self.invoices[Reason.ELIGIBLE.value]
+
     def as_dict(self) -> dict[str, object]:
         return {
             "run_id": self.run_id,
@@ -121,6 +140,9 @@ class SweepSummary:
             "invoices_seen": self.invoices_seen,
             "groups": self.groups,
             "malformed": self.malformed,
+            "invoices_by_reason": dict(sorted(self.invoices.items())),
+            "invoices_skipped": self.invoices_skipped,
+            "requested_elsewhere": self.requested_elsewhere,
             "intents_created": len(self.intent_ids),
             "payment_requests_created": self.requests_created,
             "outcomes": dict(sorted(self.outcomes.items())),
@@ -172,10 +194,16 @@ def run_sweep(
     bound.info("sweep.started", customer=customer, dry_run=dry_run)
 
     try:
+        elsewhere = requested_elsewhere(rt, customer=customer, now=now)
+        summary.requested_elsewhere = elsewhere.requests
         with collect_groups(
-            _listing(rt, customer=customer, progress=progress), customer=customer
+            _listing(rt, customer=customer, progress=progress),
+            now=now,
+            customer=customer,
+            requested_elsewhere=elsewhere.covered,
         ) as collected:
             summary.invoices_seen = collected.invoices_seen
+            summary.invoices.update(collected.invoices_by_reason)
             summary.groups = collected.group_count
             summary.malformed = len(collected.malformed)
             if collected.malformed:
@@ -185,10 +213,12 @@ def run_sweep(
                 for group, decision in decided:
                     summary.decisions[decision.reason.value] += 1
                     summary.plan.append(_plan_row(group, decision))
+                summary.plan.extend(_skip_plan_row(skip) for skip in collected.iter_skips())
                 summary.api_calls = rt.client.calls_total() - calls_before
                 summary.duration_s = tick() - started
                 return summary
-            exhausted = _write_decisions(rt, summary, decided, collected.malformed, now)
+            metrics.record_invoices_judged(collected.invoices_by_reason)
+            exhausted = _write_decisions(rt, summary, decided, collected, now)
             summary.exhaustion_actions = _run_exhaustion_actions(rt, exhausted, now)
             if send_inline:
                 _send_all(rt, summary, progress)
@@ -290,7 +320,7 @@ def _write_decisions(
     rt: Runtime,
     summary: SweepSummary,
     decided: Iterable[tuple[Group, Decision]],
-    malformed: list[Malformed],
+    collected: CollectedGroups,
     now: datetime,
 ) -> list[tuple[Group, Decision]]:
     """Intents, exhaustion marks and the decision log, in one transaction (all or nothing).
@@ -340,10 +370,17 @@ def _write_decisions(
                 summary.decisions[decision.reason.value] += 1
                 records.append(_record(group, explained, now, intent_id))
             decision_store.record_decisions(session, run_id=summary.run_id, decisions=records)
+        skips = iter(collected.iter_skips())
+        while skip_batch := list(islice(skips, _DECIDE_BATCH)):
+            decision_store.record_decisions(
+                session,
+                run_id=summary.run_id,
+                decisions=[_skip_record(skip, now) for skip in skip_batch],
+            )
         decision_store.record_decisions(
             session,
             run_id=summary.run_id,
-            decisions=[_malformed_record(item, now) for item in malformed],
+            decisions=[_malformed_record(item, now) for item in collected.malformed],
         )
     return exhausted
 
@@ -448,16 +485,19 @@ def _retry_with_still_overdue(
         intent = intents.get_intent(session, refused.intent_id)
     if intent is None:
         return None
-    filters = InvoiceFilters.overdue(external_customer_id=intent.external_customer_id)
-    still = {
-        item.lago_id: item.due_cents
-        for item in rt.client.iter_invoices(filters)
-        if isinstance(item, Invoice) and item.due_cents > 0
-    }
+    customer = intent.external_customer_id
+    filters = InvoiceFilters.overdue(external_customer_id=customer)
+    now = rt.clock()
+    still: dict[str, int] = {}
+    for item in rt.client.iter_invoices(filters):
+        if not isinstance(item, Invoice):
+            continue
+        verdict = judge(item, now, only_customer=customer)
+        if verdict.eligible and verdict.due_cents is not None:
+            still[item.lago_id] = verdict.due_cents
     remaining = sorted(set(intent.invoice_ids) & still.keys())
     if not remaining or len(remaining) == len(intent.invoice_ids):
         return None
-    now = rt.clock()
     with write_tx(rt.engine) as session:
         retry_id = intents.add_intent(
             session,
@@ -556,9 +596,44 @@ def _record(
     )
 
 
+def _skip_record(skip: SkippedInvoices, now: datetime) -> DecisionRecord:
+    return DecisionRecord(
+        external_customer_id=skip.external_customer_id,
+        currency=skip.currency,
+        billing_entity_code=skip.billing_entity_code,
+        policy=None,
+        kind=DecisionKind.SKIP.value,
+        reason=skip.reason.value,
+        detail=_skip_detail(skip),
+        amount_cents=skip.amount_cents,
+        invoice_count=skip.invoice_count,
+        next_eligible_at=None,
+        decided_at=now,
+    )
+
+
+def _skip_detail(skip: SkippedInvoices) -> str:
+    return f"{skip.invoice_count} invoice(s) not dunned: {skip.detail}"
+
+
+def _skip_plan_row(skip: SkippedInvoices) -> PlanRow:
+    return PlanRow(
+        external_customer_id=skip.external_customer_id,
+        currency=skip.currency,
+        billing_entity_code=skip.billing_entity_code,
+        amount_cents=skip.amount_cents,
+        invoice_count=skip.invoice_count,
+        policy=None,
+        kind=DecisionKind.SKIP.value,
+        reason=skip.reason.value,
+        next_eligible_at=None,
+        detail=_skip_detail(skip),
+    )
+
+
 def _malformed_record(item: Malformed, now: datetime) -> DecisionRecord:
     return DecisionRecord(
-        external_customer_id=item.external_customer_id or UNKNOWN,
+        external_customer_id=(item.external_customer_id or UNKNOWN)[:255],
         currency="---",
         billing_entity_code=None,
         policy=None,
