@@ -57,6 +57,19 @@ def sandbox_command(
     stale_count_ttl: Annotated[
         float, typer.Option(help="Cache invoice total_count per filter set this many seconds.")
     ] = 0.0,
+    careless: Annotated[
+        bool,
+        typer.Option(
+            "--careless",
+            help="Act as an older or buggy Lago: ignore listing filters, omit fields, send "
+            "values outside the tidy set, skip the overdue check on payment requests (and "
+            "generate disputed and deleted invoices too).",
+        ),
+    ] = False,
+    careless_answer_rate: Annotated[
+        float,
+        typer.Option(help="With --careless: share of payment request answers that are wrong."),
+    ] = 0.0,
     webhook_url: Annotated[str | None, typer.Option(help="POST webhooks here.")] = None,
     webhook_algo: Annotated[str, typer.Option(help="Webhook signature: jwt or hmac.")] = "jwt",
     webhook_hmac_key: Annotated[
@@ -81,6 +94,8 @@ def sandbox_command(
             "rate_limit": rate_limit,
             "premium": not no_premium,
             "stale_count_ttl": stale_count_ttl,
+            "careless": careless,
+            "careless_answer_rate": careless_answer_rate,
             "seed": seed,
         },
         webhook_url=webhook_url,
@@ -140,6 +155,7 @@ def build_options(
                 customers=50 if customers is None else customers,
                 invoices_per_customer=4 if invoices_per_customer is None else invoices_per_customer,
                 seed=seed,
+                odd_invoices=fault_settings.careless,
             )
         except ValueError as exc:
             raise _fail(f"--{str(exc).replace('_', '-')}") from None

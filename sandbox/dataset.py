@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.model import (
+    HIDDEN_INVOICE_STATUSES,
     INVOICE_TYPES,
     PAYMENT_STATUSES,
     VISIBLE_INVOICE_STATUSES,
@@ -289,9 +290,17 @@ def _build_invoice(index: int, raw: Any, dataset: Dataset, today: date) -> Invoi
     issuing_date = fields.day("issuing_date", today)
     term: int = fields.integer("net_payment_term", 30)
     due_date = fields.day("payment_due_date", issuing_date + timedelta(days=term))
-    status = fields.choice("status", VISIBLE_INVOICE_STATUSES, "finalized")
+    status = fields.choice(
+        "status", VISIBLE_INVOICE_STATUSES + HIDDEN_INVOICE_STATUSES, "finalized"
+    )
     payment_status = fields.choice("payment_status", PAYMENT_STATUSES, "pending")
-    overdue_default = status == "finalized" and payment_status != "succeeded" and due_date < today
+    dispute_lost_at = fields.pattern("payment_dispute_lost_at", _TIMESTAMP, "a UTC timestamp", None)
+    overdue_default = (
+        status == "finalized"
+        and payment_status != "succeeded"
+        and dispute_lost_at is None
+        and due_date < today
+    )
     payment_overdue = fields.boolean("payment_overdue", overdue_default)
     created_at = fields.pattern(
         "created_at", _TIMESTAMP, "a UTC timestamp", _timestamp_default(issuing_date)
@@ -306,7 +315,7 @@ def _build_invoice(index: int, raw: Any, dataset: Dataset, today: date) -> Invoi
         "sequential_id": sequential_id,
         "number": fields.string("number", f"{customer.data['slug']}-{sequential_id:03d}"),
         "issuing_date": issuing_date.isoformat(),
-        "payment_dispute_lost_at": None,
+        "payment_dispute_lost_at": dispute_lost_at,
         "payment_due_date": due_date.isoformat(),
         "payment_overdue": payment_overdue,
         "net_payment_term": term,

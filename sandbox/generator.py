@@ -53,9 +53,13 @@ _INVOICE_TYPES = ("subscription",) * 8 + ("one_off", "add_on", "progressive_bill
 
 @dataclass(frozen=True, slots=True)
 class GeneratorSpec:
+    """`odd_invoices` adds what a careless Lago lists too: invoices that lost a payment
+    dispute and deleted ones (off by default, so tidy datasets stay the same)."""
+
     customers: int = 50
     invoices_per_customer: int = 4
     seed: int = 42
+    odd_invoices: bool = False
 
     def __post_init__(self) -> None:
         for name in ("customers", "invoices_per_customer"):
@@ -83,6 +87,7 @@ def generate_document(spec: GeneratorSpec, today: date) -> dict[str, list[JsonOb
                     position,
                     today,
                     always_overdue=index in (0, 1),
+                    odd=spec.odd_invoices,
                 )
             )
     return {"customers": customers, "invoices": invoices}
@@ -144,6 +149,7 @@ def _invoice(
     today: date,
     *,
     always_overdue: bool,
+    odd: bool = False,
 ) -> JsonObject:
     term: int = customer["net_payment_term"]
     if always_overdue:
@@ -179,7 +185,20 @@ def _invoice(
                 offset = total
             ready = rng.random() >= 0.03
         self_billed = rng.random() < 0.03
-    overdue = status == "finalized" and payment_status != "succeeded" and due < today
+    dispute_lost_at: str | None = None
+    if odd and not always_overdue:
+        roll = rng.random()
+        if roll < 0.04 and status == "finalized" and payment_status != "succeeded":
+            lost = datetime.combine(due, datetime.min.time(), tzinfo=UTC) + timedelta(days=3)
+            dispute_lost_at = lost.strftime("%Y-%m-%dT%H:%M:%SZ")
+        elif roll < 0.07:
+            status = "deleted"
+    overdue = (
+        status == "finalized"
+        and payment_status != "succeeded"
+        and dispute_lost_at is None
+        and due < today
+    )
     created = datetime.combine(issuing, datetime.min.time(), tzinfo=UTC) + timedelta(
         seconds=rng.randint(0, 86_399)
     )
@@ -202,6 +221,7 @@ def _invoice(
         "total_paid_amount_cents": paid,
         "total_offsetted_credit_note_amount_cents": offset,
         "self_billed": self_billed,
+        "payment_dispute_lost_at": dispute_lost_at,
         "ready_for_payment_processing": ready
         and payment_status != "succeeded"
         and status != "voided",

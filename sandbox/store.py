@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from sandbox.careless import careless_invoice
 from sandbox.model import (
     Customer,
     Dataset,
@@ -51,6 +52,7 @@ class Store:
         } | {i.data["billing_entity_code"] for i in self.invoices.values()}
         self.version = 0
         self._invoice_json: dict[str, bytes] = {}
+        self._careless_json: dict[str, bytes] = {}
         self._queries: OrderedDict[InvoiceFilters, list[str]] = OrderedDict()
         self._counts: dict[tuple[InvoiceFilters, int], _CachedCount] = {}
         self._receipt_sequence = 0
@@ -119,6 +121,18 @@ class Store:
             self._invoice_json[invoice.lago_id] = cached
         return cached
 
+    def careless_invoice_json(self, invoice: Invoice) -> bytes:
+        """The invoice as a careless Lago shows it (`sandbox.careless`), with its customer."""
+        cached = self._careless_json.get(invoice.lago_id)
+        if cached is None:
+            customer = self.customers[invoice.customer_external_id]
+            shown = careless_invoice(
+                invoice.data, ready_for_payment_processing=invoice.ready_for_payment_processing
+            )
+            cached = dump_json(shown)[:-1] + b',"customer":' + customer.json_bytes + b"}"
+            self._careless_json[invoice.lago_id] = cached
+        return cached
+
     def invoice_object(self, invoice: Invoice) -> JsonObject:
         return {**invoice.data, "customer": self.customers[invoice.customer_external_id].data}
 
@@ -136,6 +150,7 @@ class Store:
         invoice.data["updated_at"] = utc_now_iso()
         invoice.refresh_derived()
         self._invoice_json.pop(invoice.lago_id, None)
+        self._careless_json.pop(invoice.lago_id, None)
         if SORT_FIELDS & changes.keys():
             self._reorder()
             return
@@ -167,6 +182,7 @@ class Store:
             for inv in invoices
         )
         request = PaymentRequest(
+            ineligible_invoice_ids=[inv.lago_id for inv in invoices if not inv.dunnable],
             lago_id=str(uuid.uuid4()),
             customer_external_id=customer.external_id,
             email=email,
