@@ -414,3 +414,71 @@ def test_recover_runs_every_due_intent(
     )
     assert again.due == 0
     assert len(sandbox.payment_requests()) == added
+
+
+def _attempts(engine: Engine, customer: str = CUSTOMER) -> int:
+    with read_session(engine) as session:
+        state = group_states.load_group_states(
+            session, groups=[group_states.GroupRef(customer, "USD", "acme_us")]
+        )
+    return next(iter(state.values())).attempts_used
+
+
+def test_an_answer_naming_another_customer_or_invoices_goes_to_review_not_counted(
+    engine: Engine, sandbox: SandboxHandle, client: LagoClient, clock: Clock
+) -> None:
+    invoice_ids = _overdue_ids(sandbox, CUSTOMER)
+    intent_id = _add(engine, clock(), invoice_ids)
+    sandbox.set_faults(careless=True, careless_answer_rate=1.0)
+
+    outcome = _send(engine, client, intent_id, clock)
+
+    assert outcome.status is SendStatus.NEEDS_REVIEW
+    assert outcome.error_code == "answer_mismatch"
+    assert outcome.posted
+    [created] = sandbox.payment_requests()
+    row = _row(engine, intent_id)
+    assert (row.status, row.last_error_code) == ("needs_review", "answer_mismatch")
+    assert row.lago_payment_request_id == created["lago_id"]  # kept for the human
+    assert row.last_error is not None
+    assert "not counted as an attempt" in row.last_error
+    assert _attempts(engine) == 0
+
+
+def test_a_request_found_while_reconciling_must_pass_the_same_checks(
+    engine: Engine, sandbox: SandboxHandle, client: LagoClient, clock: Clock
+) -> None:
+    """After a POST with unknown outcome, a pending request in Lago that covers our invoices
+    AND others we never asked for is not adopted: it goes to review."""
+    invoice_ids = _overdue_ids(sandbox, CUSTOMER)
+    ours, extra = invoice_ids[:-1], invoice_ids[-1:]
+    intent_id = _add(engine, clock(), ours)
+    _die_mid_post(engine, intent_id, owner="dead", now=clock())
+    foreign = sandbox.create_campaign_payment_request(CUSTOMER, ours + extra)
+    clock.advance(LEASE + 1)
+
+    outcome = _send(engine, client, intent_id, clock)
+
+    assert outcome.status is SendStatus.NEEDS_REVIEW
+    assert outcome.error_code == "adoption_mismatch"
+    assert not outcome.posted
+    assert sandbox.request_count(POST) == 0
+    row = _row(engine, intent_id)
+    assert row.lago_payment_request_id == foreign["lago_id"]
+    assert _attempts(engine) == 0
+
+
+def test_a_request_covering_fewer_of_our_invoices_is_adopted(
+    engine: Engine, sandbox: SandboxHandle, client: LagoClient, clock: Clock
+) -> None:
+    invoice_ids = _overdue_ids(sandbox, CUSTOMER)
+    intent_id = _add(engine, clock(), invoice_ids)
+    _die_mid_post(engine, intent_id, owner="dead", now=clock())
+    fewer = sandbox.create_campaign_payment_request(CUSTOMER, invoice_ids[:1])
+    clock.advance(LEASE + 1)
+
+    outcome = _send(engine, client, intent_id, clock)
+
+    assert outcome.status is SendStatus.ADOPTED
+    assert outcome.lago_id == fewer["lago_id"]
+    assert _attempts(engine) == 1

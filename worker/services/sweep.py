@@ -25,7 +25,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 from typing import Protocol
 
@@ -51,7 +51,8 @@ from worker.services.collect_groups import (
     collect_groups,
 )
 from worker.services.invoice_facts import judge
-from worker.services.requested_elsewhere import requested_elsewhere
+from worker.services.requested_elsewhere import RequestedElsewhere, requested_elsewhere
+from worker.services.run_heartbeat import Heartbeat, abandon_dead_runs
 from worker.services.runtime import Runtime
 from worker.services.send_payment_request import (
     SendOutcome,
@@ -66,6 +67,8 @@ from worker.store.decisions import DecisionRecord
 log = get_logger(__name__)
 
 NOT_OVERDUE = "invoices_not_overdue"
+#: Clock skew allowed between Lago's timestamps (whole seconds) and ours.
+_SKEW = timedelta(minutes=5)
 _DECIDE_BATCH = 1000
 UNKNOWN = "-"
 
@@ -108,6 +111,8 @@ class SweepSummary:
     invoices: Counter[str] = field(default_factory=Counter)
     #: Pending payment requests we did not make (they make groups wait: already_requested).
     requested_elsewhere: int = 0
+    #: Decision rows recording skipped invoices (one per customer, currency, entity, reason).
+    skip_summaries: int = 0
     decisions: Counter[str] = field(default_factory=Counter)
     intent_ids: list[int] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -193,70 +198,71 @@ def run_sweep(
     bound = log.bind(run_id=summary.run_id, trigger=trigger)
     bound.info("sweep.started", customer=customer, dry_run=dry_run)
 
-    try:
-        elsewhere = requested_elsewhere(rt, customer=customer, now=now)
-        summary.requested_elsewhere = elsewhere.requests
-        with collect_groups(
-            _listing(rt, customer=customer, progress=progress),
-            now=now,
-            customer=customer,
-            requested_elsewhere=elsewhere.covered,
-        ) as collected:
-            summary.invoices_seen = collected.invoices_seen
-            summary.invoices.update(collected.invoices_by_reason)
-            summary.groups = collected.group_count
-            summary.malformed = len(collected.malformed)
-            if collected.malformed:
-                summary.decisions[Reason.MALFORMED_RECORD.value] += len(collected.malformed)
-            decided = _decide_in_batches(rt, collected.iter_groups(), now)
-            if dry_run:
-                for group, decision in decided:
-                    summary.decisions[decision.reason.value] += 1
-                    summary.plan.append(_plan_row(group, decision))
-                summary.plan.extend(_skip_plan_row(skip) for skip in collected.iter_skips())
-                summary.api_calls = rt.client.calls_total() - calls_before
-                summary.duration_s = tick() - started
-                return summary
-            metrics.record_invoices_judged(collected.invoices_by_reason)
-            exhausted = _write_decisions(rt, summary, decided, collected, now)
-            summary.exhaustion_actions = _run_exhaustion_actions(rt, exhausted, now)
-            if send_inline:
-                _send_all(rt, summary, progress)
-            _reconcile(rt, collected)
-    except FeatureUnavailableError as exc:
-        summary.blocked = str(exc)
-        _finish(
-            rt,
-            summary,
-            status="blocked",
-            error=exc.message,
-            started=started,
-            tick=tick,
-            calls_before=calls_before,
-        )
-        raise
-    except Exception as exc:
-        if summary.run_id is not None:
+    with Heartbeat(rt.engine, summary.run_id, rt.clock):
+        try:
+            elsewhere = requested_elsewhere(rt, customer=customer, now=now)
+            summary.requested_elsewhere = elsewhere.requests
+            with collect_groups(
+                _listing(rt, customer=customer, progress=progress),
+                now=now,
+                customer=customer,
+                requested_elsewhere=elsewhere.covered,
+            ) as collected:
+                summary.invoices_seen = collected.invoices_seen
+                summary.invoices.update(collected.invoices_by_reason)
+                summary.groups = collected.group_count
+                summary.malformed = len(collected.malformed)
+                if collected.malformed:
+                    summary.decisions[Reason.MALFORMED_RECORD.value] += len(collected.malformed)
+                decided = _decide_in_batches(rt, collected.iter_groups(), now)
+                if dry_run:
+                    for group, decision in decided:
+                        summary.decisions[decision.reason.value] += 1
+                        summary.plan.append(_plan_row(group, decision))
+                    summary.plan.extend(_skip_plan_row(skip) for skip in collected.iter_skips())
+                    summary.api_calls = rt.client.calls_total() - calls_before
+                    summary.duration_s = tick() - started
+                    return summary
+                metrics.record_invoices_judged(collected.invoices_by_reason)
+                exhausted = _write_decisions(rt, summary, decided, collected, now)
+                summary.exhaustion_actions = _run_exhaustion_actions(rt, exhausted, now)
+                if send_inline:
+                    _send_all(rt, summary, progress, elsewhere.covered)
+                _reconcile(rt, collected)
+        except FeatureUnavailableError as exc:
+            summary.blocked = str(exc)
             _finish(
                 rt,
                 summary,
-                status="failed",
-                error=_one_line(exc),
+                status="blocked",
+                error=exc.message,
                 started=started,
                 tick=tick,
                 calls_before=calls_before,
             )
-        raise
-    _finish(
-        rt,
-        summary,
-        status="succeeded",
-        error=None,
-        started=started,
-        tick=tick,
-        calls_before=calls_before,
-    )
-    bound.info("sweep.finished", **summary.as_dict())
+            raise
+        except Exception as exc:
+            if summary.run_id is not None:
+                _finish(
+                    rt,
+                    summary,
+                    status="failed",
+                    error=_one_line(exc),
+                    started=started,
+                    tick=tick,
+                    calls_before=calls_before,
+                )
+            raise
+        _finish(
+            rt,
+            summary,
+            status="succeeded",
+            error=None,
+            started=started,
+            tick=tick,
+            calls_before=calls_before,
+        )
+        bound.info("sweep.finished", **summary.as_dict())
     return summary
 
 
@@ -266,6 +272,7 @@ def run_sweep(
 
 def _start_run(rt: Runtime, *, trigger: str, slot: str | None, now: datetime) -> int | None:
     with write_tx(rt.engine) as session:
+        abandon_dead_runs(session, now=now)
         if slot is not None:
             return runs.claim_tick_slot(
                 session,
@@ -372,6 +379,7 @@ def _write_decisions(
             decision_store.record_decisions(session, run_id=summary.run_id, decisions=records)
         skips = iter(collected.iter_skips())
         while skip_batch := list(islice(skips, _DECIDE_BATCH)):
+            summary.skip_summaries += len(skip_batch)
             decision_store.record_decisions(
                 session,
                 run_id=summary.run_id,
@@ -431,10 +439,19 @@ def _run_exhaustion_actions(
     return done
 
 
-def _send_all(rt: Runtime, summary: SweepSummary, progress: SweepProgress | None) -> None:
-    """Send the new intents and any older ones due again, with bounded concurrency."""
+def _send_all(
+    rt: Runtime,
+    summary: SweepSummary,
+    progress: SweepProgress | None,
+    elsewhere: RequestedElsewhere,
+) -> None:
+    """Send the new intents and any older ones due again, with bounded concurrency. An older
+    intent whose invoices a pending request we did not make covers, made after the intent
+    (Lago's campaign asked while it waited), is withdrawn instead: never a second request."""
     with read_session(rt.engine) as session:
-        older = intents.due_intent_ids(session, now=rt.clock(), limit=10_000)
+        due = intents.due_intent_ids(session, now=rt.clock(), limit=10_000)
+    new = set(summary.intent_ids)
+    older = _withdraw_asked_elsewhere(rt, summary, [i for i in due if i not in new], elsewhere)
     todo = list(dict.fromkeys([*summary.intent_ids, *older]))
     if not todo:
         return
@@ -446,6 +463,37 @@ def _send_all(rt: Runtime, summary: SweepSummary, progress: SweepProgress | None
             retried = _retry_with_still_overdue(rt, summary, outcome)
             if retried is not None:
                 _count(summary, retried)
+
+
+def _withdraw_asked_elsewhere(
+    rt: Runtime, summary: SweepSummary, intent_ids: list[int], elsewhere: RequestedElsewhere
+) -> list[int]:
+    """Cancel the intents a pending request we did not make covers, made since the intent
+    (within a clock-skew margin: Lago stamps whole seconds); return the others."""
+    if not intent_ids or not (elsewhere.invoices or elsewhere.customers):
+        return intent_ids
+    keep: list[int] = []
+    now = rt.clock()
+    with write_tx(rt.engine) as session:
+        for intent_id in intent_ids:
+            intent = intents.get_intent(session, intent_id)
+            if intent is None:
+                continue
+            asked = [
+                moment
+                for lago_id in intent.invoice_ids
+                if (moment := elsewhere.requested_at(lago_id, intent.external_customer_id))
+            ]
+            if asked and max(asked) > intent.created_at - _SKEW:
+                reason = (
+                    "already_requested: a pending payment request we did not make (made "
+                    f"{max(asked).isoformat()}) covers these invoices"
+                )
+                if intents.cancel_intent(session, intent_id=intent_id, now=now, reason=reason):
+                    summary.outcomes["cancelled"] += 1
+                    continue
+            keep.append(intent_id)
+    return keep
 
 
 def _send_one(rt: Runtime, intent_id: int) -> SendOutcome:

@@ -36,7 +36,7 @@ NAMING_CONVENTION: Final = {
 }
 
 RUN_TRIGGERS: Final = ("beat", "cli", "celery", "api")
-RUN_STATUSES: Final = ("running", "succeeded", "failed", "blocked")
+RUN_STATUSES: Final = ("running", "succeeded", "failed", "blocked", "abandoned")
 INTENT_STATUSES: Final = (
     "pending",  # waiting to be sent (first time, or again after a retryable outcome)
     "sending",  # claimed by a worker under a lease
@@ -73,6 +73,8 @@ class SweepRun(Base):
     slot: Mapped[str | None] = mapped_column(String(64), unique=True)
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    # Stamped every few seconds while the sweep runs; a stale one means the run died.
+    heartbeat_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16), default="running")
     policy_version: Mapped[str | None] = mapped_column(String(64))
     invoices_seen: Mapped[int] = mapped_column(Integer, default=0)

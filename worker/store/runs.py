@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from worker.store._dialect import insert_for
@@ -37,7 +37,13 @@ def start_run(
 ) -> int:
     """Insert a `running` sweep run and return its id."""
     _check_trigger(trigger)
-    run = SweepRun(trigger=trigger, started_at=now, status="running", policy_version=policy_version)
+    run = SweepRun(
+        trigger=trigger,
+        started_at=now,
+        heartbeat_at=now,
+        status="running",
+        policy_version=policy_version,
+    )
     session.add(run)
     session.flush()
     return run.id
@@ -62,6 +68,7 @@ def claim_tick_slot(
             trigger=trigger,
             slot=slot,
             started_at=now,
+            heartbeat_at=now,
             status="running",
             policy_version=policy_version,
             invoices_seen=0,
@@ -106,6 +113,37 @@ def finish_run(
             api_calls=counts.api_calls,
         )
     )
+
+
+def heartbeat(session: Session, *, run_id: int, now: datetime) -> None:
+    """The run is alive at `now`."""
+    session.execute(
+        update(SweepRun)
+        .where(SweepRun.id == run_id, SweepRun.status == "running")
+        .values(heartbeat_at=now)
+    )
+
+
+def mark_abandoned(session: Session, *, now: datetime, silent_since: datetime) -> list[int]:
+    """Runs still `running` whose last heartbeat (or start) is before `silent_since` died
+    without finishing: mark them `abandoned`. Returns their ids."""
+    last_sign = func.coalesce(SweepRun.heartbeat_at, SweepRun.started_at)
+    dead = list(
+        session.scalars(
+            select(SweepRun.id).where(SweepRun.status == "running", last_sign < silent_since)
+        )
+    )
+    if dead:
+        session.execute(
+            update(SweepRun)
+            .where(SweepRun.id.in_(dead))
+            .values(
+                status="abandoned",
+                finished_at=now,
+                error=f"abandoned: no heartbeat since before {silent_since.isoformat()}",
+            )
+        )
+    return dead
 
 
 def get_run(session: Session, run_id: int) -> SweepRun | None:
