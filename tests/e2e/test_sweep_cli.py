@@ -146,7 +146,10 @@ def test_sweep_once_json_reports_the_run_and_matches_the_sandbox(
         "no_policy_matched": 1,
     }
     assert report["api_calls"] == sandbox.stats()["total"]
-    assert report["api_calls"] == 1 + 7  # one listing page, one POST per group
+    # One page of pending payment requests (already_requested), one page of invoices, one
+    # POST per group.
+    assert report["api_calls"] == 1 + 1 + 7
+    assert sum(report["invoices_by_reason"].values()) == report["invoices_seen"]
     assert len(sandbox.payment_requests()) == 7
     assert '"sweep.finished"' in result.stderr  # logs go to stderr
 
@@ -326,7 +329,7 @@ def test_malformed_invoice_is_reported_and_the_rest_is_sent(
     dunning: Dunning, env: dict[str, str], sandbox: SandboxHandle
 ) -> None:
     sandbox.reset(data=load_data("one_customer"))
-    sandbox.patch_invoice("5e1f0000-0000-4000-8000-000000000003", currency="usd")
+    sandbox.patch_invoice("5e1f0000-0000-4000-8000-000000000003", payment_due_date="soon")
 
     result = dunning("sweep", "--once", "--json", env=env)
 
@@ -334,6 +337,7 @@ def test_malformed_invoice_is_reported_and_the_rest_is_sent(
     report = json.loads(result.stdout)
     assert report["malformed"] == 1
     assert report["decisions_by_reason"]["malformed_record"] >= 1
+    assert report["invoices_by_reason"]["malformed_record"] == 1
     solo = requests_by_customer(sandbox)["cus_solo"]
     assert len(solo) == 1
     assert {i["lago_id"] for i in solo[0]["invoices"]} == {
