@@ -63,7 +63,7 @@ def status(as_json: JsonFlag = False) -> None:
     """Open intents, intents needing review, paused customers and the last sweeps."""
     engine = _engine()
     try:
-        report = build_status(engine)
+        report = build_status(engine, now=datetime.now(UTC))
     finally:
         engine.dispose()
     if as_json:
@@ -100,12 +100,13 @@ def _print_status(report: StatusReport) -> None:
     out.print(intents_table("Open intents", report.open_intents, with_reason=False))
     out.print(intents_table("Needs review", report.needs_review, with_reason=True))
     paused = Table(title="Paused customers", title_justify="left")
-    for column in ("Customer", "Since", "Reason"):
+    for column in ("Customer", "Since", "Until", "Reason"):
         paused.add_column(column)
     for customer in report.paused_customers:
         paused.add_row(
             customer.external_customer_id,
             customer.since.isoformat(timespec="seconds"),
+            customer.until.isoformat(timespec="minutes") if customer.until else "resume",
             customer.reason or "-",
         )
     out.print(paused)
