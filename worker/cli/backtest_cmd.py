@@ -11,8 +11,10 @@ import typer
 from rich.table import Table
 
 from config.policies import PolicyFileError, load_policies
-from worker.cli.common import cli_runtime, cli_settings, err, out
+from worker.cli.common import cli_settings, err, out
 from worker.cli.errors import EXIT_USAGE, fail
+from worker.lago.client import LagoClient
+from worker.lago.ratelimit import limiter_from_settings
 from worker.policy.backtest_figures import WINDOWS, Figures
 from worker.services.backtest import CAVEATS, BacktestError, BacktestResult, run_backtest
 from worker.services.backtest_history import HistoryError, load_history
@@ -124,23 +126,27 @@ def backtest(
     except PolicyFileError as exc:
         fail(str(exc), exit_code=EXIT_USAGE)
     settings = cli_settings(policy=policy, quiet_logs=True)
-    rt = cli_runtime(settings)
+    if settings.lago_api_url is None:
+        fail("LAGO_API_URL is not set: point it at your Lago API", exit_code=EXIT_USAGE)
+    # Lago only (no database): the history is read through the client and cached.
+    client = LagoClient.from_settings(
+        settings, base_url=settings.lago_api_url, rate_limiter=limiter_from_settings(settings)
+    )
     try:
         if not as_json:
             err.print("reading the billing history...", highlight=False)
-        assert settings.lago_api_url is not None
         history = load_history(
-            rt.client,
+            client,
             data_dir=settings.data_dir,
             base_url=settings.lago_api_url,
-            now=rt.clock(),
+            now=datetime.now(UTC),
             refresh=refresh,
         )
         result = run_backtest(history, loaded, start=start_at, end=end_at)
     except (HistoryError, BacktestError) as exc:
         fail(str(exc), exit_code=EXIT_USAGE)
     finally:
-        rt.close()
+        client.close()
     if as_json:
         typer.echo(json.dumps(result.to_json()))
     else:
