@@ -20,7 +20,14 @@ from sqlalchemy import Engine
 
 from worker.cli.common import cli_settings, out
 from worker.cli.errors import EXIT_USAGE, fail
-from worker.services.report import TABLE_HEADERS, build_report, render_html, table_cells
+from worker.services.report import (
+    HOLDOUT_HEADERS,
+    TABLE_HEADERS,
+    build_report,
+    holdout_cells,
+    render_html,
+    table_cells,
+)
 from worker.services.report import format_cents as cents
 from worker.services.status import IntentLine, StatusReport, build_status
 
@@ -170,8 +177,16 @@ def report(
         table.add_row(*table_cells(row))
     if not result.rows:
         out.print("No payment requests in this period.")
-        return
-    out.print(table)
+    else:
+        out.print(table)
+    if result.holdouts:
+        holdouts = Table(title="Holdouts: dunned against held out", title_justify="left")
+        for header in HOLDOUT_HEADERS:
+            holdouts.add_column(header)
+        for comparison in result.holdouts:
+            for cells in holdout_cells(comparison):
+                holdouts.add_row(*cells)
+        out.print(holdouts)
 
 
 def register(app: typer.Typer) -> None:
