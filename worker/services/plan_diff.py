@@ -7,7 +7,8 @@ a contact cap); SKIP and EXHAUSTED are not dunned. Each changed group falls in t
 
 - start:     not dunned now, dunned under the candidate;
 - stop:      dunned now, not under the candidate;
-- policy:    dunned by both, under another policy (or another version of it);
+- policy:    dunned by both, under another policy (a new `version` of the same policy is
+             not a change by itself: the header shows both files' versions);
 - next_time: dunned by both, with a different next attempt time;
 - amount:    dunned by both, asking a different amount.
 """
@@ -71,7 +72,7 @@ def classify(current: Side, candidate: Side) -> str | None:
         return "stop"
     if not current.dunned:
         return None
-    if (current.policy, current.policy_version) != (candidate.policy, candidate.policy_version):
+    if current.policy != candidate.policy:
         return "policy"
     if current.next_eligible_at != candidate.next_eligible_at:
         return "next_time"
