@@ -627,12 +627,23 @@ def _parse_yaml(raw: bytes, source: str) -> object:
 # Turning validation errors into one actionable line
 
 
+def _models_in(annotation: object) -> list[type[BaseModel]]:
+    """The models an annotation mentions, however nested (unions, tuples, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for inner in (*getattr(annotation, "__args__", ()), getattr(annotation, "__origin__", None)):
+        if inner is not None and inner is not annotation:
+            found.extend(_models_in(inner))
+    return found
+
+
 def _field_names(model: type[BaseModel], into: set[str]) -> set[str]:
     for field_name, info in model.model_fields.items():
         into.add(field_name)
-        for candidate in (*getattr(info.annotation, "__args__", ()), info.annotation):
-            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-                _field_names(candidate, into)
+        for nested in _models_in(info.annotation):
+            if nested is not model:
+                _field_names(nested, into)
     return into
 
 
