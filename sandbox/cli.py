@@ -37,6 +37,13 @@ def sandbox_command(
         int | None, typer.Option(help="Generated invoices per customer.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for generated data and faults.")] = 42,
+    history_days: Annotated[
+        int,
+        typer.Option(
+            help="Generate this many days of billing history (monthly invoices, dated "
+            "payments and payment requests) for backtests."
+        ),
+    ] = 0,
     today: Annotated[
         str | None, typer.Option(help="Pretend today is this date (YYYY-MM-DD).")
     ] = None,
@@ -84,6 +91,7 @@ def sandbox_command(
         invoices_per_customer=invoices_per_customer,
         seed=seed,
         today=today,
+        history_days=history_days,
         faults={
             "latency_ms": latency_ms,
             "latency_jitter_ms": latency_jitter_ms,
@@ -121,6 +129,7 @@ def build_options(
     seed: int,
     today: str | None,
     faults: dict[str, object],
+    history_days: int = 0,
     webhook_url: str | None,
     webhook_algo: str,
     webhook_hmac_key: str | None,
@@ -146,7 +155,7 @@ def build_options(
         raise _fail(f"--webhook-url must be an http(s) URL, got {webhook_url!r}")
     source: DataSource
     if data is not None:
-        if customers is not None or invoices_per_customer is not None:
+        if customers is not None or invoices_per_customer is not None or history_days:
             raise _fail("use either --data or --customers/--invoices-per-customer, not both")
         source = data
     else:
@@ -156,6 +165,7 @@ def build_options(
                 invoices_per_customer=4 if invoices_per_customer is None else invoices_per_customer,
                 seed=seed,
                 odd_invoices=fault_settings.careless,
+                history_days=history_days,
             )
         except ValueError as exc:
             raise _fail(f"--{str(exc).replace('_', '-')}") from None

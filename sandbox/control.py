@@ -209,11 +209,12 @@ def _data_source(body: JsonObject, startup: DataSource) -> DataSource:
     customers = body.get("customers")
     if isinstance(customers, list) or "invoices" in body:
         return body
-    unknown = set(body) - {"customers", "invoices_per_customer", "seed", "odd_invoices"}
+    names = ("customers", "invoices_per_customer", "seed", "history_days")
+    unknown = set(body) - {*names, "odd_invoices"}
     if unknown:
         raise ControlError(f"unknown generator field {sorted(unknown)[0]!r}")
     values: dict[str, int] = {}
-    for name in ("customers", "invoices_per_customer", "seed"):
+    for name in names:
         if name in body:
             value = body[name]
             if isinstance(value, bool) or not isinstance(value, int):

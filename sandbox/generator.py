@@ -60,9 +60,12 @@ class GeneratorSpec:
     invoices_per_customer: int = 4
     seed: int = 42
     odd_invoices: bool = False
+    # > 0: months of monthly invoices with payments and payment requests dated in the past,
+    # for backtests (`invoices_per_customer` is then unused; see sandbox/history.py).
+    history_days: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("customers", "invoices_per_customer"):
+        for name in ("customers", "invoices_per_customer", "history_days"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -90,7 +93,12 @@ def generate_document(spec: GeneratorSpec, today: date) -> dict[str, list[JsonOb
                     odd=spec.odd_invoices,
                 )
             )
-    return {"customers": customers, "invoices": invoices}
+    document = {"customers": customers, "invoices": invoices}
+    if spec.history_days > 0:
+        from sandbox.history import add_history
+
+        return add_history(document, history_days=spec.history_days, seed=spec.seed, today=today)
+    return document
 
 
 def _uuid(rng: random.Random) -> str:

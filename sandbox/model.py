@@ -25,6 +25,12 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_to_ns(timestamp: str) -> int:
+    """Nanoseconds since the epoch of a `...Z` timestamp (for Lago's created_at ordering)."""
+    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return int(moment.timestamp() * 1_000_000) * 1000
+
+
 def dump_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -123,3 +129,6 @@ class Dataset:
 
     customers: dict[str, Customer] = field(default_factory=dict)
     invoices: dict[str, Invoice] = field(default_factory=dict)
+    # History given with the data (payments and payment requests dated in the past).
+    payments: dict[str, Payment] = field(default_factory=dict)
+    payment_requests: dict[str, PaymentRequest] = field(default_factory=dict)

@@ -14,6 +14,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.careless import careless_invoice
@@ -26,6 +27,7 @@ from sandbox.model import (
     PaymentReceipt,
     PaymentRequest,
     dump_json,
+    iso_to_ns,
     utc_now_iso,
 )
 from sandbox.queries import InvoiceFilters, invoice_matches
@@ -44,8 +46,8 @@ class Store:
     def __init__(self, dataset: Dataset) -> None:
         self.customers: dict[str, Customer] = dataset.customers
         self.invoices: dict[str, Invoice] = dataset.invoices
-        self.payment_requests: dict[str, PaymentRequest] = {}
-        self.payments: dict[str, Payment] = {}
+        self.payment_requests: dict[str, PaymentRequest] = dict(dataset.payment_requests)
+        self.payments: dict[str, Payment] = dict(dataset.payments)
         self.receipts: dict[str, PaymentReceipt] = {}
         self.billing_entity_codes: set[str] = {
             c.data["billing_entity_code"] for c in self.customers.values()
@@ -204,6 +206,8 @@ class Store:
         invoice's payment_status changed."""
         customer = self.customers[invoice.customer_external_id]
         now_iso, now_ns = utc_now_iso(), time.time_ns()
+        # Lago stores a manual payment's `paid_at` as its `created_at` (ManualCreateService).
+        paid_iso = _paid_at_iso(paid_at) or now_iso
         payment = Payment(
             lago_id=str(uuid.uuid4()),
             customer_external_id=customer.external_id,
@@ -213,8 +217,8 @@ class Store:
             amount_cents=amount_cents,
             amount_currency=invoice.data["currency"],
             reference=reference,
-            created_at=now_iso,
-            created_at_ns=now_ns,
+            created_at=paid_iso,
+            created_at_ns=iso_to_ns(paid_iso) if paid_iso != now_iso else now_ns,
             paid_at=paid_at,
         )
         self.payments[payment.lago_id] = payment
@@ -244,3 +248,16 @@ class Store:
             )
         self.update_invoice(invoice, changes)
         return payment, receipt, status_changed
+
+
+def _paid_at_iso(paid_at: str | None) -> str | None:
+    """`paid_at` (a date or an ISO time, as Lago's `Time.zone.parse` takes it) as `...Z`."""
+    if not paid_at:
+        return None
+    try:
+        moment = datetime.fromisoformat(paid_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -305,6 +305,40 @@ def test_plan_json_lists_the_groups(
     assert plan["malformed"] == 0
 
 
+def test_plan_diff_shows_what_a_candidate_would_change_and_writes_nothing(
+    dunning: Dunning, env: dict[str, str], sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    sandbox.reset(data=load_data("scenarios"))
+    current = Path(env["DUNNING_POLICY_FILE"]).read_text(encoding="utf-8")
+    candidate = tmp_path / "candidate.yaml"
+    # Raise the USD minimum: some USD groups stop being dunned.
+    candidate.write_text(current.replace("USD: 1000", "USD: 25000"), encoding="utf-8")
+    before = count_rows(env["DUNNING_DATABASE_URL"])
+    sandbox.reset_stats()
+
+    text = dunning("plan", "--diff", str(candidate), env=env)
+    result = dunning("plan", "--diff", str(candidate), "--json", env=env)
+
+    assert text.code == 0, text.stderr
+    assert "Totals" in text.stdout
+    assert "nothing written" in text.stdout
+    assert result.code == 0, result.stderr
+    diff = json.loads(result.stdout)
+    assert diff["changes"]["stop"] > 0
+    assert diff["changes"]["start"] == 0
+    stopped = {row["external_customer_id"] for row in diff["rows"] if row["change"] == "stop"}
+    assert stopped == {"cus_multi_currency", "cus_tokyo", "cus_two_entities"}
+    assert {row["currency"] for row in diff["rows"]} == {"USD"}
+    assert all(row["candidate"]["reason"] == "below_threshold" for row in diff["rows"])
+    assert count_rows(env["DUNNING_DATABASE_URL"]) == before
+    assert sandbox.payment_requests() == []
+    assert sandbox.stats()["requests"] == {"GET /api/v1/invoices": {"200": 2}}  # one per run
+    bad = dunning("plan", "--diff", str(tmp_path / "missing.yaml"), env=env)
+    assert bad.code == 2
+    assert "candidate" in bad.stderr
+    assert "file not found" in bad.stderr
+
+
 def test_missing_licence_stops_with_one_line_and_keeps_the_ledger(
     dunning: Dunning, env: dict[str, str], sandbox: SandboxHandle
 ) -> None:

@@ -20,7 +20,14 @@ from sqlalchemy import Engine
 
 from worker.cli.common import cli_settings, out
 from worker.cli.errors import EXIT_USAGE, fail
-from worker.services.report import TABLE_HEADERS, build_report, render_html, table_cells
+from worker.services.report import (
+    HOLDOUT_HEADERS,
+    TABLE_HEADERS,
+    build_report,
+    holdout_cells,
+    render_html,
+    table_cells,
+)
 from worker.services.report import format_cents as cents
 from worker.services.status import IntentLine, StatusReport, build_status
 
@@ -63,7 +70,7 @@ def status(as_json: JsonFlag = False) -> None:
     """Open intents, intents needing review, paused customers and the last sweeps."""
     engine = _engine()
     try:
-        report = build_status(engine)
+        report = build_status(engine, now=datetime.now(UTC))
     finally:
         engine.dispose()
     if as_json:
@@ -100,12 +107,13 @@ def _print_status(report: StatusReport) -> None:
     out.print(intents_table("Open intents", report.open_intents, with_reason=False))
     out.print(intents_table("Needs review", report.needs_review, with_reason=True))
     paused = Table(title="Paused customers", title_justify="left")
-    for column in ("Customer", "Since", "Reason"):
+    for column in ("Customer", "Since", "Until", "Reason"):
         paused.add_column(column)
     for customer in report.paused_customers:
         paused.add_row(
             customer.external_customer_id,
             customer.since.isoformat(timespec="seconds"),
+            customer.until.isoformat(timespec="minutes") if customer.until else "resume",
             customer.reason or "-",
         )
     out.print(paused)
@@ -169,8 +177,16 @@ def report(
         table.add_row(*table_cells(row))
     if not result.rows:
         out.print("No payment requests in this period.")
-        return
-    out.print(table)
+    else:
+        out.print(table)
+    if result.holdouts:
+        holdouts = Table(title="Holdouts: dunned against held out", title_justify="left")
+        for header in HOLDOUT_HEADERS:
+            holdouts.add_column(header)
+        for comparison in result.holdouts:
+            for cells in holdout_cells(comparison):
+                holdouts.add_row(*cells)
+        out.print(holdouts)
 
 
 def register(app: typer.Typer) -> None:

@@ -202,8 +202,20 @@ def plan(
     now: NowOption = None,
     as_json: JsonOption = False,
     policy: PolicyOption = None,
+    diff: Annotated[
+        Path | None,
+        typer.Option(
+            "--diff",
+            help="Compare with this candidate policy file: the groups it would start or stop "
+            "dunning, or change (policy, next time, amount).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Show what a sweep would do for each group, and why. Changes nothing."""
+    if diff is not None:
+        _plan_diff(diff, customer=customer, now=now, as_json=as_json, policy=policy)
+        return
     moment = parse_now(now)
     settings = cli_settings(policy=policy, quiet_logs=as_json)
     rt = cli_runtime(settings)
@@ -230,3 +242,28 @@ def plan(
 def register(app: typer.Typer) -> None:
     app.command("sweep")(sweep)
     app.command("plan")(plan)
+
+
+def _plan_diff(
+    candidate_file: Path, *, customer: str | None, now: str | None, as_json: bool,
+    policy: Path | None,
+) -> None:  # fmt: skip
+    from config.policies import PolicyFileError, load_policies
+    from worker.cli.plan_diff_view import print_diff
+    from worker.services.plan_diff import plan_diff
+
+    moment = parse_now(now)
+    try:
+        candidate = load_policies(candidate_file)
+    except PolicyFileError as exc:
+        fail(f"candidate {exc}", exit_code=EXIT_USAGE)
+    settings = cli_settings(policy=policy, quiet_logs=as_json)
+    rt = cli_runtime(settings)
+    try:
+        result = plan_diff(rt, candidate, now=moment, customer=customer)
+    finally:
+        rt.close()
+    if as_json:
+        typer.echo(json.dumps(result.to_json()))
+    else:
+        print_diff(result, current=str(settings.policy_file), candidate=str(candidate_file))

@@ -1,4 +1,5 @@
-"""`dunning report`: how well dunning recovers money, per policy, currency and attempt number.
+"""`dunning report`: how well dunning recovers money, per policy (and version), currency and
+attempt number, and, for policies with a holdout, dunned against held-out groups.
 
 For the payment requests we sent or adopted since a date:
 - asked: how many, and the amount asked (what was due on the dunned invoices);
@@ -19,12 +20,13 @@ import html
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select
 
+from worker.services.holdout_stats import HoldoutComparison, holdout_comparison
 from worker.store.db import read_session
 from worker.store.models import PaymentRequestIntent
 
@@ -44,6 +46,8 @@ class ReportRow:
     recovered_cents: int
     recovery_rate: float
     median_time_to_recover_s: float | None
+    # The policy's `version` label, else the policy file hash, of the intents counted here.
+    version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +63,11 @@ class Report:
     generated_at: datetime
     rows: list[ReportRow]
     daily: list[DailyRecovery]
+    holdouts: list[HoldoutComparison] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "holdouts": [comparison.to_json() for comparison in self.holdouts],
             "since": self.since.isoformat() if self.since else None,
             "generated_at": self.generated_at.isoformat(),
             "rows": [asdict(row) for row in self.rows],
@@ -86,6 +92,7 @@ class _Sent:
     recovered_cents: int
     sent_at: datetime
     settled_at: datetime | None
+    version: str | None = None
 
 
 def build_report(engine: Engine, *, since: datetime | None, now: datetime) -> Report:
@@ -107,19 +114,26 @@ def build_report(engine: Engine, *, since: datetime | None, now: datetime) -> Re
                 recovered_cents=row.recovered_cents or 0,
                 sent_at=row.sent_at,
                 settled_at=row.resolved_at or (row.updated_at if row.recovered_cents else None),
+                version=row.policy_version or row.policy_hash,
             )
             for row in session.execute(statement).scalars()
             if row.sent_at is not None
         ]
-    return Report(since=since, generated_at=now, rows=aggregate(sent), daily=daily_series(sent))
+    return Report(
+        since=since,
+        generated_at=now,
+        rows=aggregate(sent),
+        daily=daily_series(sent),
+        holdouts=holdout_comparison(engine, since=since),
+    )
 
 
 def aggregate(sent: Iterable[_Sent]) -> list[ReportRow]:
-    groups: dict[tuple[str, str, int], list[_Sent]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, int], list[_Sent]] = defaultdict(list)
     for item in sent:
-        groups[(item.policy, item.currency, item.attempt_number)].append(item)
+        groups[(item.policy, item.version or "", item.currency, item.attempt_number)].append(item)
     rows = []
-    for (policy, currency, attempt), items in sorted(groups.items()):
+    for (policy, version, currency, attempt), items in sorted(groups.items()):
         asked_cents = sum(item.amount_cents for item in items)
         recovered = sum(item.recovered_cents for item in items)
         paid = [item for item in items if item.outcome == "paid"]
@@ -140,6 +154,7 @@ def aggregate(sent: Iterable[_Sent]) -> list[ReportRow]:
                 recovered_cents=recovered,
                 recovery_rate=round(recovered / asked_cents, 4) if asked_cents > 0 else 0.0,
                 median_time_to_recover_s=statistics.median(durations) if durations else None,
+                version=version or None,
             )
         )
     return rows
@@ -181,6 +196,7 @@ def format_rate(rate: float) -> str:
 
 TABLE_HEADERS = (
     "Policy",
+    "Version",
     "Currency",
     "Attempt",
     "Asked",
@@ -196,6 +212,7 @@ TABLE_HEADERS = (
 def table_cells(row: ReportRow) -> tuple[str, ...]:
     return (
         row.policy,
+        row.version or "-",
         row.currency,
         str(row.attempt_number),
         str(row.asked),
@@ -255,6 +272,8 @@ def render_html(report: Report) -> str:
         f"{_e(report.generated_at.isoformat(timespec='seconds'))}.</p>",
         "<h2>By policy, currency and attempt</h2>",
         _table_html(report.rows),
+        "<h2>Holdouts: dunned against held out</h2>",
+        _holdouts_html(report.holdouts),
         "<h2>Recovered amount per day</h2>",
         *_charts_html(report.daily),
         "</body>",
@@ -266,7 +285,7 @@ def render_html(report: Report) -> str:
 def _table_html(rows: Sequence[ReportRow]) -> str:
     if not rows:
         return '<p class="empty">No payment requests in this period.</p>'
-    numeric = {3, 4, 5, 6, 7, 8, 9}
+    numeric = {4, 5, 6, 7, 8, 9, 10}
     head = "".join(f'<th scope="col">{_e(header)}</th>' for header in TABLE_HEADERS)
     body = []
     for row in rows:
@@ -278,6 +297,77 @@ def _table_html(rows: Sequence[ReportRow]) -> str:
     return (
         f'<table id="recovery"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
     )
+
+
+HOLDOUT_HEADERS = (
+    "Policy",
+    "Arm",
+    "Groups",
+    "Paid",
+    "Paid share (95% CI)",
+    "Recovered / asked",
+    "Mean days to pay (95% CI)",
+    "Median days",
+)
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.1f}%"
+
+
+def holdout_cells(comparison: HoldoutComparison) -> list[tuple[str, ...]]:
+    """Three rows per policy: dunned, held out, and the difference."""
+    rows: list[tuple[str, ...]] = []
+    for name, arm in (("dunned", comparison.dunned), ("held out", comparison.held_out)):
+        low, high = arm.paid_share_ci
+        days = "-"
+        if arm.mean_days_to_pay is not None:
+            days = f"{arm.mean_days_to_pay:.1f}"
+            if arm.mean_days_ci is not None:
+                days += f" ({arm.mean_days_ci[0]:.1f} to {arm.mean_days_ci[1]:.1f})"
+        rows.append(
+            (
+                comparison.policy,
+                name,
+                str(arm.episodes),
+                str(arm.paid),
+                f"{_pct(arm.paid_share)} ({_pct(low)} to {_pct(high)})",
+                _pct(arm.recovered_cents / arm.amount_cents) if arm.amount_cents else "-",
+                days,
+                f"{arm.median_days_to_pay:.1f}" if arm.median_days_to_pay is not None else "-",
+            )
+        )
+    low, high = comparison.paid_share_difference_ci
+    days = "-"
+    if comparison.days_difference is not None and comparison.days_difference_ci is not None:
+        d_low, d_high = comparison.days_difference_ci
+        days = f"{comparison.days_difference:+.1f} ({d_low:+.1f} to {d_high:+.1f})"
+    rows.append(
+        (
+            comparison.policy,
+            "difference",
+            "",
+            "",
+            f"{comparison.paid_share_difference * 100:+.1f} pts "
+            f"({low * 100:+.1f} to {high * 100:+.1f})",
+            "",
+            days,
+            "",
+        )
+    )
+    return rows
+
+
+def _holdouts_html(comparisons: Sequence[HoldoutComparison]) -> str:
+    if not comparisons:
+        return '<p class="empty">No policy held customers out in this period.</p>'
+    head = "".join(f'<th scope="col">{_e(header)}</th>' for header in HOLDOUT_HEADERS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in cells) + "</tr>"
+        for comparison in comparisons
+        for cells in holdout_cells(comparison)
+    )
+    return f'<table id="holdouts"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _charts_html(daily: Sequence[DailyRecovery]) -> list[str]:

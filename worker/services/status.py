@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from worker.store.controls import active_pause_clause
 from worker.store.db import read_session
 from worker.store.models import (
     INTENT_STATUSES,
@@ -46,6 +47,7 @@ class PausedCustomer:
     external_customer_id: str
     reason: str | None
     since: datetime
+    until: datetime | None = None  # a hold's end: dunning resumes by itself then
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +117,10 @@ def _intent_line(row: PaymentRequestIntent) -> IntentLine:
     )
 
 
-def build_status(engine: Engine, *, limit: int = 50, sweeps: int = 5) -> StatusReport:
+def build_status(
+    engine: Engine, *, limit: int = 50, sweeps: int = 5, now: datetime | None = None
+) -> StatusReport:
+    """`now` leaves out holds that already ended (without it, every pause row is listed)."""
     counts = intent_counts(engine)
     with read_session(engine) as session:
         open_rows = (
@@ -147,7 +152,9 @@ def build_status(engine: Engine, *, limit: int = 50, sweeps: int = 5) -> StatusR
         paused = (
             session.execute(
                 select(CustomerControl)
-                .where(CustomerControl.paused.is_(True))
+                .where(
+                    CustomerControl.paused.is_(True) if now is None else active_pause_clause(now)
+                )
                 .order_by(CustomerControl.external_customer_id)
             )
             .scalars()
@@ -163,7 +170,9 @@ def build_status(engine: Engine, *, limit: int = 50, sweeps: int = 5) -> StatusR
             open_intents=[_intent_line(row) for row in open_rows],
             needs_review=[_intent_line(row) for row in review_rows],
             paused_customers=[
-                PausedCustomer(row.external_customer_id, row.reason, row.updated_at)
+                PausedCustomer(
+                    row.external_customer_id, row.reason, row.updated_at, row.paused_until
+                )
                 for row in paused
             ],
             last_sweeps=[

@@ -35,13 +35,11 @@ from worker.lago.filters import InvoiceFilters
 from worker.lago.models import Invoice, MalformedRecord
 from worker.lago.notify import post_notification
 from worker.logging import get_logger
-from worker.policy import decide
 from worker.policy.types import (
     Decision,
     DecisionKind,
     ExhaustionActionKind,
     Group,
-    GroupState,
     Reason,
 )
 from worker.services.collect_groups import (
@@ -50,7 +48,9 @@ from worker.services.collect_groups import (
     SkippedInvoices,
     collect_groups,
 )
+from worker.services.group_facts import decide_groups, remember_policies
 from worker.services.invoice_facts import judge
+from worker.services.reconcile_holdouts import new_holdout, reconcile_holdouts
 from worker.services.requested_elsewhere import RequestedElsewhere, requested_elsewhere
 from worker.services.run_heartbeat import Heartbeat, abandon_dead_runs
 from worker.services.runtime import Runtime
@@ -60,7 +60,7 @@ from worker.services.send_payment_request import (
     send_payment_requests,
 )
 from worker.store import decisions as decision_store
-from worker.store import group_states, intents, runs
+from worker.store import group_states, holdouts, intents, runs
 from worker.store.db import read_session, write_tx
 from worker.store.decisions import DecisionRecord
 
@@ -195,6 +195,7 @@ def run_sweep(
             log.info("sweep.slot_already_taken", slot=slot)
             return summary
         summary.run_id = run_id
+        remember_policies(rt.engine, rt.policies, rt.clock())
     bound = log.bind(run_id=summary.run_id, trigger=trigger)
     bound.info("sweep.started", customer=customer, dry_run=dry_run)
 
@@ -303,24 +304,9 @@ def _listing(
 def _decide_in_batches(
     rt: Runtime, groups: Iterator[Group], now: datetime
 ) -> Iterator[tuple[Group, Decision]]:
-    """Decide group by group, reading the ledger state of `_DECIDE_BATCH` groups at a time."""
-    while batch := list(islice(groups, _DECIDE_BATCH)):
-        refs = [
-            group_states.GroupRef(g.customer.external_id, g.currency, g.billing_entity_code)
-            for g in batch
-        ]
-        with read_session(rt.engine) as session:
-            stored = group_states.load_group_states(session, groups=refs)
-        for group, ref in zip(batch, refs, strict=True):
-            known = stored[ref.key]
-            state = GroupState(
-                attempts_used=known.attempts_used,
-                last_attempt_at=known.last_attempt_at,
-                paused=known.paused,
-                open_intent=known.open_intent,
-                exhaustion_handled=known.exhaustion_handled,
-            )
-            yield group, decide(rt.policies, group, state, now)
+    """Decide group by group, reading the ledger facts of a batch of groups at a time."""
+    for group, (decision,) in decide_groups(rt.engine, groups, now, (rt.policies,)):
+        yield group, decision
 
 
 def _write_decisions(
@@ -350,6 +336,8 @@ def _write_decisions(
             inserted = intents.add_intents(
                 session, run_id=summary.run_id, intents=list(new.values()), now=written_at
             )
+            held = [entry for g, d in batch if (entry := new_holdout(g, d)) is not None]
+            holdouts.enter_holdouts(session, entries=held, now=written_at)
             records: list[DecisionRecord] = []
             for index, (group, decision) in enumerate(batch):
                 intent_id: int | None = None
@@ -404,6 +392,8 @@ def _new_intent(group: Group, decision: Decision) -> intents.NewIntent:
         email=decision.email,
         policy=decision.policy,
         attempt_number=decision.attempt_number,
+        policy_version=decision.policy_version,
+        policy_hash=decision.policy_hash,
     )
 
 
@@ -560,6 +550,8 @@ def _retry_with_still_overdue(
             policy=intent.policy,
             attempt_number=intent.attempt_number,
             now=now,
+            policy_version=intent.policy_version,
+            policy_hash=intent.policy_hash,
         )
     if retry_id is None:
         return None
@@ -571,6 +563,7 @@ def _reconcile(rt: Runtime, collected: CollectedGroups) -> None:
     from worker.services.reconcile_outcomes import reconcile_outcomes
 
     reconcile_outcomes(rt, now=rt.clock(), still_overdue=collected.overdue_invoice_ids)
+    reconcile_holdouts(rt, now=rt.clock(), still_overdue=collected.overdue_invoice_ids)
 
 
 def _finish(
@@ -641,6 +634,8 @@ def _record(
         next_eligible_at=decision.next_eligible_at,
         decided_at=now,
         intent_id=intent_id,
+        policy_version=decision.policy_version,
+        policy_hash=decision.policy_hash,
     )
 
 

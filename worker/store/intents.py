@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from worker.store._dialect import insert_for
+from worker.store.controls import active_pause_clause
 from worker.store.db import write_tx
 from worker.store.keys import make_dedupe_key, make_group_key
 from worker.store.models import OPEN_INTENT_STATUSES, OUTCOMES, CustomerControl
@@ -88,6 +89,8 @@ def add_intent(
     attempt_number: int,
     now: datetime,
     next_attempt_at: datetime | None = None,
+    policy_version: str | None = None,
+    policy_hash: str | None = None,
 ) -> int | None:
     """Insert a pending intent; return its id, or None if it already exists.
 
@@ -103,6 +106,8 @@ def add_intent(
         email=email,
         policy=policy,
         attempt_number=attempt_number,
+        policy_version=policy_version,
+        policy_hash=policy_hash,
     )
     inserted = add_intents(
         session, run_id=run_id, intents=[new], now=now, next_attempt_at=next_attempt_at
@@ -117,10 +122,10 @@ def _due(now: datetime) -> Any:
     )
 
 
-def _not_paused() -> Any:
+def _not_paused(now: datetime) -> Any:
     paused = select(CustomerControl.external_customer_id).where(
         CustomerControl.external_customer_id == Intent.external_customer_id,
-        CustomerControl.paused.is_(True),
+        active_pause_clause(now),
     )
     return not_(paused.exists())
 
@@ -147,7 +152,7 @@ def claim_intents(
     lease_expires_at = now + timedelta(seconds=lease_seconds)
     query = (
         select(Intent)
-        .where(_due(now), _not_paused())
+        .where(_due(now), _not_paused(now))
         .order_by(Intent.next_attempt_at, Intent.id)
         .limit(limit)
         # PostgreSQL: lock the batch, skipping rows another claimer holds. SQLite renders
@@ -443,7 +448,7 @@ def due_intent_ids(session: Session, *, now: datetime, limit: int = 1000) -> lis
     return list(
         session.scalars(
             select(Intent.id)
-            .where(_due(now), _not_paused())
+            .where(_due(now), _not_paused(now))
             .order_by(Intent.next_attempt_at, Intent.id)
             .limit(limit)
         )
@@ -509,6 +514,8 @@ class NewIntent:
     email: str | None
     policy: str | None
     attempt_number: int
+    policy_version: str | None = None
+    policy_hash: str | None = None
 
     @property
     def group_key(self) -> str:
@@ -548,6 +555,8 @@ def add_intents(
                 "amount_cents": new.amount_cents,
                 "email": new.email,
                 "policy": new.policy,
+                "policy_version": new.policy_version,
+                "policy_hash": new.policy_hash,
                 "attempt_number": new.attempt_number,
                 "dedupe_key": new.dedupe_key,
                 "status": "pending",
