@@ -332,7 +332,11 @@ def test_plan_diff_shows_what_a_candidate_would_change_and_writes_nothing(
     assert all(row["candidate"]["reason"] == "below_threshold" for row in diff["rows"])
     assert count_rows(env["DUNNING_DATABASE_URL"]) == before
     assert sandbox.payment_requests() == []
-    assert sandbox.stats()["requests"] == {"GET /api/v1/invoices": {"200": 2}}  # one per run
+    # One invoice listing and one pending-requests listing per run (text, then JSON).
+    assert sandbox.stats()["requests"] == {
+        "GET /api/v1/invoices": {"200": 2},
+        "GET /api/v1/payment_requests": {"200": 2},
+    }
     bad = dunning("plan", "--diff", str(tmp_path / "missing.yaml"), env=env)
     assert bad.code == 2
     assert "candidate" in bad.stderr

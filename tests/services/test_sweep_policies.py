@@ -329,7 +329,11 @@ def test_plan_diff_lists_changes_with_one_listing_and_writes_nothing(
     with sweep_runtime(test_settings(db, sandbox, current), clock=Clock()) as rt:
         result = plan_diff(rt, parse_policies(candidate.read_bytes()), now=now)
     assert count_rows(db) == before
-    assert sandbox.stats()["requests"] == {LIST: {"200": 1}}
+    # One invoice listing and one listing of pending payment requests (already_requested).
+    assert sandbox.stats()["requests"] == {
+        LIST: {"200": 1},
+        "GET /api/v1/payment_requests": {"200": 1},
+    }
     changes = {row.external_customer_id: row.change for row in result.rows}
     assert changes == {
         "cus_0": "stop",
