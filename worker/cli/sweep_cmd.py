@@ -20,6 +20,7 @@ from rich.table import Table
 
 from worker.cli.common import cli_runtime, cli_settings, err, out, parse_now, stderr_is_terminal
 from worker.cli.errors import EXIT_USAGE, fail
+from worker.policy.eligibility import INVOICE_REASONS
 from worker.services.sweep import PlanRow, SweepSummary, run_sweep
 
 PolicyOption = Annotated[
@@ -34,6 +35,8 @@ NowOption = Annotated[
     typer.Option("--now", help="Decide as if it were this instant (ISO 8601; default: now)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+#: Rows of `plan` that summarise skipped invoices rather than decide a group.
+INVOICE_SKIP_REASONS = frozenset(reason.value for reason in INVOICE_REASONS) - {"eligible"}
 
 
 class RichSweepProgress:
@@ -102,7 +105,11 @@ def print_summary(summary: SweepSummary) -> None:
 
 
 def print_plan(rows: list[PlanRow]) -> None:
-    table = Table(title=f"dunning plan: {len(rows)} group(s)")
+    skips = sum(1 for row in rows if row.reason in INVOICE_SKIP_REASONS)
+    title = f"dunning plan: {len(rows) - skips} group(s)"
+    if skips:
+        title += f", {skips} row(s) of skipped invoices"
+    table = Table(title=title)
     for column in (
         "customer",
         "currency",
