@@ -16,11 +16,10 @@ from typing import Any
 import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 
 from config.policies import parse_policies
 from tests.fixtures.lago_schema import schema_of
-from worker.lago import LagoClient
+from tests.property.test_client_bad_input import _client
 from worker.lago.errors import LagoMalformedResponseError
 from worker.lago.filters import InvoiceFilters
 from worker.lago.models import Invoice, MalformedRecord, PaymentRequest
@@ -44,16 +43,6 @@ EVERYONE = parse_policies(
     + "}\n",
     source="everyone.yaml",
 )
-
-
-def _client(handler: Any) -> LagoClient:
-    return LagoClient(
-        "http://lago.test",
-        SecretStr("k"),
-        max_retries=0,
-        transport=httpx.MockTransport(handler),
-        sleep=lambda _s: None,
-    )
 
 
 def _listing(key: str, rows: list[Any]) -> Any:

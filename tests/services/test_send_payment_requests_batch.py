@@ -3,13 +3,14 @@ exactly one payment request per intent, classified refusals, and crash recovery 
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
+from tests.fixtures.intents import add_group_intents, overdue_groups
 from tests.fixtures.sandbox import SandboxHandle
 from worker.lago.client import LagoClient
 from worker.services.recover_intents import recover_intents
@@ -19,7 +20,7 @@ from worker.services.send_payment_request import (
     send_payment_requests,
 )
 from worker.store import intents
-from worker.store.db import read_session, write_tx
+from worker.store.db import read_session
 
 LEASE = 60
 SETTLE = 30
@@ -46,40 +47,13 @@ class Hooks:
 
 
 def _groups(sandbox: SandboxHandle) -> dict[tuple[str, str, str | None], list[str]]:
-    groups: dict[tuple[str, str, str | None], list[str]] = defaultdict(list)
-    for invoice in sandbox.invoices():
-        if invoice["payment_overdue"] and invoice["total_due_amount_cents"] > 0:
-            key = (
-                invoice["customer"]["external_id"],
-                invoice["currency"],
-                invoice["billing_entity_code"],
-            )
-            groups[key].append(invoice["lago_id"])
-    return groups
+    return overdue_groups(sandbox.invoices())
 
 
 def _add_intents(
     engine: Engine, groups: dict[tuple[str, str, str | None], list[str]], now: datetime
 ) -> list[int]:
-    ids: list[int] = []
-    with write_tx(engine) as session:
-        for (customer, currency, entity), invoice_ids in sorted(groups.items()):
-            intent_id = intents.add_intent(
-                session,
-                run_id=None,
-                external_customer_id=customer,
-                currency=currency,
-                billing_entity_code=entity,
-                invoice_ids=invoice_ids,
-                amount_cents=1,
-                email=None,
-                policy="default",
-                attempt_number=1,
-                now=now,
-            )
-            assert intent_id is not None
-            ids.append(intent_id)
-    return ids
+    return list(add_group_intents(engine, sorted(groups.items()), policy="default", now=now))
 
 
 def _send(
