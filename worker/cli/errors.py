@@ -37,6 +37,7 @@ def describe(exc: BaseException) -> tuple[str, int]:
     from worker.lago.errors import (
         LagoConnectionError,
         LagoError,
+        LagoRequestError,
         LagoTimeoutError,
         LagoUnauthorizedError,
     )
@@ -49,6 +50,8 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return f"configuration error: {exc}", EXIT_USAGE
     if isinstance(exc, LagoUnauthorizedError):
         return "Lago rejected the API key: check LAGO_API_KEY", EXIT_FAILURE
+    if isinstance(exc, LagoRequestError):
+        return f"cannot send requests to Lago ({exc}): check LAGO_API_KEY", EXIT_FAILURE
     if isinstance(exc, LagoConnectionError | LagoTimeoutError):
         return (
             f"cannot reach Lago ({exc}): check LAGO_API_URL and that Lago is up",

@@ -24,12 +24,14 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, SecretStr
 
+from config.settings import api_key_problem
 from worker.lago.errors import (
     LagoAmbiguousError,
     LagoConnectionError,
     LagoError,
     LagoMalformedResponseError,
     LagoRateLimitedError,
+    LagoRequestError,
     LagoServerError,
     LagoTimeoutError,
 )
@@ -103,6 +105,9 @@ class LagoClient:
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
+        problem = api_key_problem(api_key.get_secret_value())
+        if problem is not None:
+            raise ValueError(f"the Lago API key {problem}")
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self.concurrency = concurrency
@@ -247,16 +252,29 @@ class LagoClient:
         """(outcome label, error, whether the request may have reached Lago)."""
         if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout | httpx.ConnectError):
             label = "connect_error" if isinstance(exc, httpx.ConnectError) else "connect_timeout"
-            message = f"could not connect to {self._host} ({_exc_text(exc)})"
+            message = f"could not connect to {self._host} ({self._exc_text(exc)})"
             return label, LagoConnectionError(message, endpoint=endpoint), False
-        if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
-            message = f"could not send to {self._host} ({_exc_text(exc)})"
-            return "request_error", LagoConnectionError(message, endpoint=endpoint), False
+        if isinstance(exc, httpx.LocalProtocolError):
+            # h11's text quotes the offending header, e.g. "Illegal header value b'Bearer ...'":
+            # never repeat it.
+            message = (
+                f"the request to {self._host} is not valid HTTP (a header value such as the "
+                "API key contains a forbidden character)"
+            )
+            return "request_error", LagoRequestError(message, endpoint=endpoint), False
+        if isinstance(exc, httpx.UnsupportedProtocol):
+            message = f"could not send to {self._host} ({self._exc_text(exc)})"
+            return "request_error", LagoRequestError(message, endpoint=endpoint), False
         if isinstance(exc, httpx.TimeoutException):
             message = f"no answer from {self._host} in time ({type(exc).__name__})"
             return "timeout", LagoTimeoutError(message, endpoint=endpoint), True
-        message = f"connection to {self._host} failed mid-request ({_exc_text(exc)})"
+        message = f"connection to {self._host} failed mid-request ({self._exc_text(exc)})"
         return "connection_dropped", LagoConnectionError(message, endpoint=endpoint), True
+
+    def _exc_text(self, exc: Exception) -> str:
+        """The exception's text on one line, at most 200 characters, without the API key."""
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        return text.replace(self._api_key.get_secret_value(), "***")[:200]
 
     def _get_json(self, template: str, path: str, params: QueryParams | None = None) -> Any:
         response = self._send("GET", template, path, params=params)
@@ -486,11 +504,6 @@ def _segment(value: str) -> str:
     if value in {"", ".", ".."}:
         raise ValueError(f"invalid id {value!r}")
     return quote(value, safe="")
-
-
-def _exc_text(exc: Exception) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:200]
 
 
 def _ambiguous(endpoint: str, cause: LagoError) -> LagoAmbiguousError:
