@@ -56,3 +56,18 @@ def test_errors_are_one_line_with_exit_1(app: typer.Typer, runner: CliRunner) ->
     assert bad.output.count("\n") == 1
     assert bad.output.startswith("error: cannot upgrade to 'nope'")
     assert "Traceback" not in bad.output
+
+
+@pytest.mark.postgres
+def test_current_shows_the_url_with_a_password_that_has_a_slash_masked(
+    app: typer.Typer, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Trust authentication: the server never asks for the password, so any one connects.
+    monkeypatch.setenv(
+        "DUNNING_DATABASE_URL", postgres_url.replace("://postgres@", "://postgres:Tq7/mZ9-vault@")
+    )
+    result = CliRunner().invoke(app, ["db", "current"])
+    assert result.exit_code == 0, result.output
+    shown = postgres_url.replace("://postgres@", "://postgres:***@")
+    assert result.output == f"{shown}: no schema (run `dunning db upgrade`)\n"
+    assert "mZ9" not in result.output

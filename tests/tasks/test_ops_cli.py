@@ -8,11 +8,13 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -198,6 +200,45 @@ def test_unreachable_broker_is_one_line(dunning: Any, env: dict[str, str]) -> No
     result = dunning({**env, "DUNNING_BROKER_URL": "redis://:pw@127.0.0.1:1/0"}, "enqueue", "sweep")
     assert_one_line_error(result, 1, "cannot reach the broker redis://:***@127.0.0.1:1/0")
     assert "pw" not in result.stderr
+
+
+@pytest.mark.parametrize("password", ["Tq7/mZ9-vault", "Tq7#mZ9-vault", "Tq7?mZ9-vault"])
+def test_a_broker_password_that_cuts_the_url_is_one_line_exit_2(
+    dunning: Any, env: dict[str, str], settings: Settings, password: str
+) -> None:
+    broker = f"redis://:{password}@127.0.0.1:6379/0"
+    result = dunning({**env, "DUNNING_BROKER_URL": broker}, "enqueue", "sweep")
+    assert_one_line_error(result, 2, "invalid DUNNING_BROKER_URL: cannot be read as redis://")
+    assert "percent-encode" in result.stderr
+    assert "mZ9-vault" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    assert queued_messages(settings) == []
+
+
+@pytest.mark.redis
+def test_a_percent_encoded_broker_password_reaches_redis_decoded(
+    dunning: Any, env: dict[str, str]
+) -> None:
+    password = "Tq7/mZ9@v:a#u?l%t"
+    user = f"dunning-test-{uuid.uuid4().hex[:12]}"
+    admin = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    admin.acl_setuser(
+        user, enabled=True, passwords=[f"+{password}"], keys=["*"], commands=["+@all"]
+    )
+    try:
+        with claimed_redis_db() as url:
+            broker = url.replace("redis://", f"redis://{user}:{quote(password, safe='')}@")
+            result = dunning({**env, "DUNNING_BROKER_URL": broker}, "enqueue", "sweep", "--json")
+            assert result.returncode == 0, result.stderr
+            assert "mZ9" not in result.stdout + result.stderr
+            client = redis.Redis.from_url(url)
+            try:
+                assert client.llen("dunning:celery") == 1
+            finally:
+                client.close()
+    finally:
+        admin.acl_deluser(user)
+        admin.close()
 
 
 @pytest.mark.parametrize(
