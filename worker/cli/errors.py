@@ -42,7 +42,7 @@ def describe(exc: BaseException) -> tuple[str, int]:
         LagoUnauthorizedError,
     )
     from worker.services.runtime import RuntimeSetupError
-    from worker.store.errors import StoreError
+    from worker.store.errors import DatabaseUrlError, StoreError
 
     if isinstance(exc, CliError):
         return str(exc), exc.exit_code
@@ -61,6 +61,8 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return f"Lago error: {exc}", EXIT_FAILURE
     if isinstance(exc, PolicyFileError):
         return f"invalid policy file: {exc}", EXIT_USAGE
+    if isinstance(exc, DatabaseUrlError):
+        return str(exc), EXIT_USAGE
     if isinstance(exc, StoreError):
         return str(exc), EXIT_FAILURE
     if isinstance(exc, RuntimeSetupError):

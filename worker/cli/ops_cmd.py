@@ -98,16 +98,9 @@ def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
 
 
 def _engine(settings: Settings) -> Engine:
-    from worker.store.db import make_engine
-    from worker.store.migrate import ensure_schema_current
+    from worker.store.migrate import current_engine
 
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        ensure_schema_current(engine)
-    except Exception:
-        engine.dispose()
-        raise
-    return engine
+    return current_engine(settings)
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
