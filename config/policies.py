@@ -56,7 +56,6 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from croniter import croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -70,6 +69,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import ErrorDetails
+
+from config.cron import CronError, parse_cron
 
 # ISO 4217 codes Lago accepts (Lago's `Currency` enum); invoices only ever come in these.
 # fmt: off
@@ -115,6 +116,12 @@ WeekdayName = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[WeekdayName, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_CRON = "*/15 * * * *"
 MAX_DAYS = 3650  # caps day counts so date arithmetic can never overflow
+#: A policy file is a few kilobytes; anything past this is refused before it is parsed.
+MAX_FILE_BYTES = 1024 * 1024
+#: Values the YAML may hold once its aliases are expanded. Anchors and aliases are allowed
+#: (sharing a send window between policies is what they are for); an alias bomb is refused
+#: on the node graph, before anything is built or validated.
+MAX_YAML_VALUES = 200_000
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -152,7 +159,7 @@ def _check_country(code: str) -> str:
 def _check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a directory
         raise ValueError(
             f"unknown timezone {name!r}; use an IANA name such as Europe/Paris or UTC"
         ) from None
@@ -173,11 +180,14 @@ def _weekday(value: object) -> object:
 
 
 def _check_cron(expression: str) -> str:
-    if len(expression.split()) != 5 or not croniter.is_valid(expression):
+    """Exactly what beat and the tick slot can run: they use the same parser."""
+    try:
+        parse_cron(expression)
+    except CronError as exc:
         raise ValueError(
-            f"invalid cron {expression!r}; use 5 fields 'minute hour day month weekday', "
-            "e.g. '*/15 * * * *'"
-        )
+            f"invalid cron {_short(expression)}: {exc}; use 5 fields "
+            "'minute hour day month weekday', e.g. '*/15 * * * *'"
+        ) from None
     return expression
 
 
@@ -426,7 +436,8 @@ def load_policies(path: str | Path) -> PolicySet:
     file = Path(path)
     name = str(file)
     try:
-        data = file.read_bytes()
+        with file.open("rb") as handle:  # never more than the cap: /dev/zero must not hang
+            data = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise PolicyFileError(name, "", "file not found; check the path") from None
     except IsADirectoryError:
@@ -442,6 +453,10 @@ def load_policies(path: str | Path) -> PolicySet:
 def parse_policies(data: bytes | str, source: str = "<policies>") -> PolicySet:
     """Validate policy YAML given as bytes or text. Raises `PolicyFileError`."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
+    if len(raw) > MAX_FILE_BYTES:
+        raise PolicyFileError(
+            source, "", "is larger than 1 MiB; a policy file is a few kilobytes: check the path"
+        )
     document = _parse_yaml(raw, source)
     if not isinstance(document, dict):
         kind = "empty" if document is None else f"a {type(document).__name__}"
@@ -463,9 +478,54 @@ def parse_policies(data: bytes | str, source: str = "<policies>") -> PolicySet:
     )
 
 
+class _ExpansionError(Exception):
+    """The YAML's aliases expand to too much (or to itself). `str()` is the problem."""
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many values `node` stands for once every alias in it is expanded (memoized on the
+    shared nodes, so this is linear in the file, whatever the expansion)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise _ExpansionError("a YAML alias refers to a value that contains it; remove the loop")
+    open_nodes.add(key)
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    elif isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    size = 1 + sum(_expanded_size(child, sizes, open_nodes) for child in children)
+    open_nodes.discard(key)
+    if size > MAX_YAML_VALUES:
+        raise _ExpansionError(
+            f"YAML expands to more than {MAX_YAML_VALUES} values through its aliases (*name); "
+            "write the values out or share fewer of them"
+        )
+    sizes[key] = size
+    return size
+
+
+def _load_bounded(raw: bytes) -> object:
+    """`yaml.load` in its two steps, with the expansion checked between them: composing keeps
+    aliases as shared nodes (cheap); only building and validating would expand them."""
+    loader = _UniqueKeyLoader(raw)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def _parse_yaml(raw: bytes, source: str) -> object:
     try:
-        return yaml.load(raw, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return _load_bounded(raw)
+    except _ExpansionError as exc:
+        raise PolicyFileError(source, "", str(exc)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
