@@ -247,6 +247,9 @@ def test_a_percent_encoded_broker_password_reaches_redis_decoded(
         ("abc", 2, "intent id must be a whole number, got 'abc'"),
         ("0", 2, "intent id must be positive"),
         ("999", 2, "no intent #999"),
+        ("1" * 23, 2, "intent id must be at most 9223372036854775807, got a 23-digit number"),
+        ("9" * 5000, 2, "intent id must be at most 9223372036854775807, got a 5000-digit number"),
+        ("x" * 500, 2, "intent id must be a whole number, got 'xxxxxxxxxx"),
     ],
 )
 def test_retry_rejects_bad_ids(
@@ -323,6 +326,40 @@ def test_pause_stops_dunning_a_customer_and_resume_restores_it(
 
 def test_pause_needs_a_customer_id(dunning: Any, env: dict[str, str]) -> None:
     assert_one_line_error(dunning(env, "pause", "  "), 2, "customer id must not be empty")
+
+
+def _controls(url: str) -> int:
+    from sqlalchemy import create_engine, func, select
+
+    from worker.store.models import CustomerControl
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(select(func.count()).select_from(CustomerControl)).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["pause", "c" * 5000], "customer id must be at most 255 characters"),
+        (["pause", "cus\x00tomer"], "customer id must not contain control characters"),
+        (["pause", "cus_00001", "--reason", "bad\x00reason"], "reason must not contain control"),
+        (["resume", "c" * 256], "customer id must be at most 255 characters"),
+        (["enqueue", "sweep", "--customer", "cus\ttab"], "must not contain control characters"),
+    ],
+)
+def test_a_customer_id_or_reason_the_ledger_cannot_hold_is_one_line_and_writes_nothing(
+    dunning: Any, env: dict[str, str], db_url: str, args: list[str], text: str
+) -> None:
+    result = dunning({**env, "DUNNING_DATABASE_URL": db_url}, *args)
+    assert_one_line_error(result, 2, text)
+    assert "Traceback" not in result.stderr
+    assert _controls(db_url) == 0
 
 
 @pytest.mark.slow
