@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -134,3 +135,45 @@ def test_serve_rejects_a_bad_port(
     env = _env(sqlite_url, sandbox, tmp_path)
     assert _run_in_process(["serve", "--port", port], monkeypatch, env) == 2
     assert capsys.readouterr().err == f"error: invalid --port {port}: use 1-65535\n"
+
+
+def test_serve_on_a_busy_port_is_one_line_with_exit_1(
+    sqlite_url: str,
+    sandbox: SandboxHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    upgrade(sqlite_url)
+    env = _env(sqlite_url, sandbox, tmp_path)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = _run_in_process(["serve", "--port", str(port)], monkeypatch, env)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if not line.startswith("{")]
+    assert code == 1, err
+    assert errors == [
+        f"error: cannot listen on 127.0.0.1:{port}: the address is already in use "
+        "(another process listens there: stop it or choose another --port)"
+    ]
+    assert "Traceback" not in err
+    assert "uvicorn" not in err
+
+
+def test_serve_on_a_host_that_does_not_resolve_is_one_line_with_exit_2(
+    sqlite_url: str,
+    sandbox: SandboxHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    upgrade(sqlite_url)
+    env = _env(sqlite_url, sandbox, tmp_path)
+    code = _run_in_process(["serve", "--host", "no such host"], monkeypatch, env)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if not line.startswith("{")]
+    assert code == 2, err
+    assert len(errors) == 1
+    assert errors[0].startswith("error: invalid --host 'no such host': ")
