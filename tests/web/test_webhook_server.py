@@ -349,3 +349,49 @@ def test_overdue_notice_postpones_the_next_check(
         assert check.next_check_at is not None
         assert check.next_check_at >= received + timedelta(minutes=59)
     assert intent_row(sqlite_rt, intent_id).outcome is None
+
+
+def test_a_signed_but_absurdly_deep_body_gets_400_and_writes_nothing(
+    protocol_server: httpx.Client, sqlite_rt: Runtime
+) -> None:
+    depth = 30_000  # far beyond any parser's recursion limit, still under the size limit
+    body = b'{"webhook_type": "customer.created", "deep": ' + b"[" * depth + b"]" * depth + b"}"
+    assert len(body) < MAX_BODY
+
+    response = post(protocol_server, body, unique_key="evt-deep")
+
+    assert (response.status_code, response.json()) == (
+        400,
+        {"result": "rejected", "error": "body is nested too deeply"},
+    )
+    assert events(sqlite_rt) == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps({"webhook_type": "invoice.payment_status_updated\u0000", "invoice": {}}),
+        json.dumps({"webhook_type": "customer.created", "customer": {"external_id": "c\u0000"}}),
+        json.dumps({"webhook_type": "customer.created", "cus\u0000": 1}),
+    ],
+)
+def test_a_nul_character_anywhere_in_the_body_gets_400_and_writes_nothing(
+    server: httpx.Client, rt: Runtime, body: str
+) -> None:
+    response = post(server, body.encode(), unique_key="evt-nul")
+
+    assert (response.status_code, response.json()) == (
+        400,
+        {"result": "rejected", "error": "body contains a NUL character"},
+    )
+    assert events(rt) == 0
+
+
+def test_a_webhook_type_that_is_not_a_short_name_gets_400(
+    protocol_server: httpx.Client, sqlite_rt: Runtime
+) -> None:
+    for webhook_type in ("x" * 129, "invoice.\npayment_status_updated", " "):
+        body = json.dumps({"webhook_type": webhook_type}).encode()
+        response = post(protocol_server, body, unique_key="evt-type")
+        assert response.status_code == 400, webhook_type
+    assert events(sqlite_rt) == 0
