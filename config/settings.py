@@ -11,7 +11,7 @@ import math
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, cast
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -193,6 +193,20 @@ class Settings(BaseSettings):
     @property
     def broker_is_redis(self) -> bool:
         return self.resolved_broker_url.startswith(("redis://", "rediss://"))
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret these settings hold (API key, HMAC key, URL passwords), as written
+        and as decoded: what log output must never contain."""
+        found = [self.lago_api_key.get_secret_value()]
+        if self.webhook_hmac_key is not None:
+            found.append(self.webhook_hmac_key.get_secret_value())
+        database = _database_url(self.resolved_database_url)
+        if database is not None and database.password:
+            found.append(str(database.password))
+        broker = _broker_parts(self.resolved_broker_url)
+        if broker is not None and broker.password:
+            found.extend((broker.password, unquote(broker.password)))
+        return tuple(dict.fromkeys(found))
 
 
 # -- secrets and URLs: checked here, once, so nothing later can choke on them or print them ---
