@@ -22,7 +22,7 @@ from worker.web import app as web_app
 CRASH_MESSAGE = "crash for the log test"
 
 
-def crash(rt: Runtime, *, unique_key: str, payload: Mapping[str, Any]) -> None:
+def crash(rt: Runtime, *, unique_key: str, payload_digest: str, payload: Mapping[str, Any]) -> None:
     customer_email = payload["invoice"]["customer"]["email"]
     database_url = rt.settings.resolved_database_url
     api_key = rt.settings.lago_api_key.get_secret_value()

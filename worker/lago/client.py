@@ -199,10 +199,12 @@ class LagoClient:
         *,
         params: QueryParams | None = None,
         json: dict[str, Any] | None = None,
+        retry: bool = True,
     ) -> httpx.Response:
         """Send one logical request with retries; return a 2xx response or raise LagoError.
 
         `template` names the endpoint without ids (e.g. "/api/v1/invoices/{lago_id}").
+        `retry=False`: one attempt only (the caller has its own, slower, retry schedule).
         """
         endpoint = f"{method} {template}"
         idempotent = method == "GET"
@@ -235,7 +237,9 @@ class LagoClient:
                     raise _ambiguous(endpoint, error)
                 if not status_is_retryable(response.status_code):
                     raise error
-            if not should_retry(retries_taken, self.retry_policy, advertised_s=advertised):
+            if not retry or not should_retry(
+                retries_taken, self.retry_policy, advertised_s=advertised
+            ):
                 if isinstance(error, LagoRateLimitedError) and advertised is not None:
                     # Let everybody sharing the limiter back off before the caller tries again.
                     self._limiter.pause(min(advertised, self.retry_policy.max_server_delay_s))
@@ -276,8 +280,10 @@ class LagoClient:
         text = " ".join(str(exc).split()) or type(exc).__name__
         return text.replace(self._api_key.get_secret_value(), "***")[:200]
 
-    def _get_json(self, template: str, path: str, params: QueryParams | None = None) -> Any:
-        response = self._send("GET", template, path, params=params)
+    def _get_json(
+        self, template: str, path: str, params: QueryParams | None = None, *, retry: bool = True
+    ) -> Any:
+        response = self._send("GET", template, path, params=params, retry=retry)
         return decode_json(response.content, endpoint=f"GET {template}")
 
     def _post_json(self, template: str, body: dict[str, Any]) -> Any:
@@ -449,10 +455,15 @@ class LagoClient:
         return unwrap(body, "customer", Customer, endpoint=f"GET {template}")
 
     def get_webhook_public_key(self) -> str:
-        """The PEM text of the RSA key Lago signs JWT webhooks with."""
+        """The PEM text of the RSA key Lago signs JWT webhooks with.
+
+        One attempt, never retried here: the webhook receiver's key cache decides when to
+        ask again (at most once per window), so a Lago outage plus forged tokens cannot turn
+        into a burst of GETs.
+        """
         template = f"{API}/webhooks/json_public_key"
         endpoint = f"GET {template}"
-        body = self._get_json(template, template)
+        body = self._get_json(template, template, retry=False)
         webhook = body.get("webhook") if isinstance(body, dict) else None
         encoded = webhook.get("public_key") if isinstance(webhook, dict) else None
         if not isinstance(encoded, str) or not encoded:
