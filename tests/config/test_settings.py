@@ -257,3 +257,40 @@ def test_mask_url_never_shows_what_it_cannot_parse() -> None:
     assert mask_url("redis://:Tq7/mZ9-vault@cache:6379/0") == "<unreadable URL>"
     assert mask_url("filesystem://") == "filesystem://"
     assert mask_url("redis://cache:6379/0") == "redis://cache:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DUNNING_RATE_LIMIT_RPS", "inf"),
+        ("DUNNING_RATE_LIMIT_RPS", "1e-9"),
+        ("LAGO_API_URL", "http://[::1"),
+        ("LAGO_API_KEY", "ключ-Zx9secret"),
+        ("LAGO_API_KEY", "Zx9 secret"),
+        ("DUNNING_BROKER_URL", "garbage://x"),
+        ("DUNNING_BROKER_URL", "redis://:Zx9/secret@cache:6379/0"),
+        ("DUNNING_DATABASE_URL", "postgresql+psycopg://u:Zx9/b@c:d#secret@db/x"),
+        ("DUNNING_DATABASE_URL", "mysql://u:Zx9secret@db/x"),
+    ],
+)
+def test_the_cli_refuses_each_bad_setting_in_one_line_exit_2_writing_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    variable: str,
+    value: str,
+) -> None:
+    from worker.cli import main
+
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setattr(sys, "argv", ["dunning", "status"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    captured = capsys.readouterr()
+    assert exited.value.code == 2
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"error: configuration error: invalid {variable}: ")
+    assert "Zx9" not in captured.err + captured.out
+    assert "secret" not in captured.err + captured.out
+    assert list(tmp_path.iterdir()) == []  # no data dir, no database file
