@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -137,22 +138,35 @@ def test_serve_rejects_a_bad_port(
     assert capsys.readouterr().err == f"error: invalid --port {port}: use 1-65535\n"
 
 
-def test_serve_on_a_busy_port_is_one_line_with_exit_1(
+@pytest.fixture
+def serve_fails(
     sqlite_url: str,
     sandbox: SandboxHandle,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> None:
+) -> Callable[..., tuple[int, list[str], str]]:
+    """Run `dunning serve ARGS` in-process on a migrated ledger: (exit code, the stderr
+    lines that are not JSON logs, all of stderr)."""
     upgrade(sqlite_url)
     env = _env(sqlite_url, sandbox, tmp_path)
+
+    def run(*args: str) -> tuple[int, list[str], str]:
+        code = _run_in_process(["serve", *args], monkeypatch, env)
+        err = capsys.readouterr().err
+        return code, [line for line in err.splitlines() if not line.startswith("{")], err
+
+    return run
+
+
+def test_serve_on_a_busy_port_is_one_line_with_exit_1(
+    serve_fails: Callable[..., tuple[int, list[str], str]],
+) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        code = _run_in_process(["serve", "--port", str(port)], monkeypatch, env)
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if not line.startswith("{")]
+        code, errors, err = serve_fails("--port", str(port))
     assert code == 1, err
     assert errors == [
         f"error: cannot listen on 127.0.0.1:{port}: the address is already in use "
@@ -163,17 +177,9 @@ def test_serve_on_a_busy_port_is_one_line_with_exit_1(
 
 
 def test_serve_on_a_host_that_does_not_resolve_is_one_line_with_exit_2(
-    sqlite_url: str,
-    sandbox: SandboxHandle,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    serve_fails: Callable[..., tuple[int, list[str], str]],
 ) -> None:
-    upgrade(sqlite_url)
-    env = _env(sqlite_url, sandbox, tmp_path)
-    code = _run_in_process(["serve", "--host", "no such host"], monkeypatch, env)
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if not line.startswith("{")]
+    code, errors, err = serve_fails("--host", "no such host")
     assert code == 2, err
     assert len(errors) == 1
     assert errors[0].startswith("error: invalid --host 'no such host': ")
