@@ -70,6 +70,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from config.bounded_yaml import YamlExpansionError, load_bounded
 from config.cron import CronError, parse_cron
 
 # ISO 4217 codes Lago accepts (Lago's `Currency` enum); invoices only ever come in these.
@@ -118,10 +119,6 @@ DEFAULT_CRON = "*/15 * * * *"
 MAX_DAYS = 3650  # caps day counts so date arithmetic can never overflow
 #: A policy file is a few kilobytes; anything past this is refused before it is parsed.
 MAX_FILE_BYTES = 1024 * 1024
-#: Values the YAML may hold once its aliases are expanded. Anchors and aliases are allowed
-#: (sharing a send window between policies is what they are for); an alias bomb is refused
-#: on the node graph, before anything is built or validated.
-MAX_YAML_VALUES = 200_000
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -478,53 +475,10 @@ def parse_policies(data: bytes | str, source: str = "<policies>") -> PolicySet:
     )
 
 
-class _ExpansionError(Exception):
-    """The YAML's aliases expand to too much (or to itself). `str()` is the problem."""
-
-
-def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
-    """How many values `node` stands for once every alias in it is expanded (memoized on the
-    shared nodes, so this is linear in the file, whatever the expansion)."""
-    key = id(node)
-    if key in sizes:
-        return sizes[key]
-    if key in open_nodes:
-        raise _ExpansionError("a YAML alias refers to a value that contains it; remove the loop")
-    open_nodes.add(key)
-    children: list[yaml.Node] = []
-    if isinstance(node, yaml.SequenceNode):
-        children = list(node.value)
-    elif isinstance(node, yaml.MappingNode):
-        children = [part for pair in node.value for part in pair]
-    size = 1 + sum(_expanded_size(child, sizes, open_nodes) for child in children)
-    open_nodes.discard(key)
-    if size > MAX_YAML_VALUES:
-        raise _ExpansionError(
-            f"YAML expands to more than {MAX_YAML_VALUES} values through its aliases (*name); "
-            "write the values out or share fewer of them"
-        )
-    sizes[key] = size
-    return size
-
-
-def _load_bounded(raw: bytes) -> object:
-    """`yaml.load` in its two steps, with the expansion checked between them: composing keeps
-    aliases as shared nodes (cheap); only building and validating would expand them."""
-    loader = _UniqueKeyLoader(raw)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _expanded_size(node, {}, set())
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
 def _parse_yaml(raw: bytes, source: str) -> object:
     try:
-        return _load_bounded(raw)
-    except _ExpansionError as exc:
+        return load_bounded(raw, _UniqueKeyLoader)
+    except YamlExpansionError as exc:
         raise PolicyFileError(source, "", str(exc)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

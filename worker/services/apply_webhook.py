@@ -27,8 +27,6 @@ Other types are recorded (for dedupe) and ignored.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -55,6 +53,7 @@ from worker.services.reconcile_outcomes import (
     unsettled_intents_of,
 )
 from worker.services.runtime import Runtime
+from worker.services.webhook_envelope import WebhookPayloadError
 from worker.store.db import read_session, write_tx
 from worker.store.intents import cancel_intent
 from worker.store.models import PaymentRequestIntent
@@ -73,14 +72,7 @@ HANDLED_TYPES = frozenset(
     }
 )
 MAX_UNIQUE_KEY_LENGTH = 255
-#: Lago's bodies nest a handful of levels (invoice -> fees -> charge -> ...).
-MAX_BODY_DEPTH = 64
-_WEBHOOK_TYPE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 FAILURE_RECHECK = timedelta(minutes=15)
-
-
-class WebhookPayloadError(Exception):
-    """The (authentic) webhook body is not what Lago sends. `str()` is one line."""
 
 
 class PaymentRequestFailure(BaseModel):
@@ -104,49 +96,6 @@ class WebhookOutcome:
 
 Plan = Callable[[Session], tuple[list[Recorded], int]]
 """Applies the changes inside the write transaction; returns (outcomes, intents cancelled)."""
-
-
-def parse_envelope(body: bytes) -> dict[str, Any]:
-    """The JSON object of a webhook body, with a `webhook_type` name.
-
-    A signature proves who sent a body, not that it is sane: one nested deeper than
-    `MAX_BODY_DEPTH` or holding a NUL character (PostgreSQL cannot store or even compare
-    one) is refused here, before anything reads the ledger.
-    """
-    try:
-        payload = json.loads(body)
-    except RecursionError:
-        raise WebhookPayloadError("body is nested too deeply") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise WebhookPayloadError("body is not valid JSON") from None
-    _check_values(payload)
-    if not isinstance(payload, dict):
-        raise WebhookPayloadError("body is not a JSON object")
-    webhook_type = payload.get("webhook_type")
-    if not isinstance(webhook_type, str) or not webhook_type:
-        raise WebhookPayloadError("body lacks a 'webhook_type' string")
-    if not _WEBHOOK_TYPE.fullmatch(webhook_type):
-        raise WebhookPayloadError("'webhook_type' is not a webhook type name")
-    return payload
-
-
-def _check_values(payload: object) -> None:
-    """Walk the parsed body (without recursion): bounded depth, no NUL in keys or strings."""
-    pending: list[tuple[object, int]] = [(payload, 1)]
-    while pending:
-        value, depth = pending.pop()
-        if depth > MAX_BODY_DEPTH:
-            raise WebhookPayloadError("body is nested too deeply")
-        if isinstance(value, str):
-            if "\x00" in value:
-                raise WebhookPayloadError("body contains a NUL character")
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if "\x00" in key:
-                    raise WebhookPayloadError("body contains a NUL character")
-                pending.append((item, depth + 1))
-        elif isinstance(value, list):
-            pending.extend((item, depth + 1) for item in value)
 
 
 def apply_webhook(

@@ -23,9 +23,10 @@ from starlette.routing import Route
 
 from worker import metrics
 from worker.logging import get_logger
-from worker.services.apply_webhook import WebhookPayloadError, apply_webhook, parse_envelope
+from worker.services.apply_webhook import apply_webhook
 from worker.services.runtime import Runtime
 from worker.services.status import intent_counts
+from worker.services.webhook_envelope import WebhookPayloadError, parse_envelope
 from worker.store.db import read_session
 from worker.store.errors import StoreError
 from worker.store.webhook_events import payload_digest
