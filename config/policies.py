@@ -6,7 +6,8 @@ governs it; customers no policy matches are not dunned. Example (see config/poli
 
     version: 1                      # required; the only version so far
     schedule:
-      cron: "*/15 * * * *"          # beat cadence, 5-field cron (default every 15 minutes)
+      cron: "*/15 * * * *"          # beat cadence in UTC (default every 15 minutes); the
+                                    # accepted forms are those of config/cron.py
     policies:
       - name: enterprise            # unique; recorded with every decision
         match:                      # every given criterion must hold; omitted = any
@@ -41,6 +42,9 @@ Rules that are not obvious:
 `load_policies(path)` returns a frozen `PolicySet` or raises `PolicyFileError`, whose message is
 one line: the file, the path inside it and what to do, e.g.
 `policies.yaml: policies[1].min_overdue_cents.USD: must be >= 0 (got -5)`.
+Files over 1 MiB are refused unread; YAML anchors and aliases are allowed but a document that
+expands to more than 200,000 values through them is refused before it is built
+(config/bounded_yaml.py).
 """
 
 from __future__ import annotations
