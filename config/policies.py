@@ -6,7 +6,8 @@ governs it; customers no policy matches are not dunned. Example (see config/poli
 
     version: 1                      # required; the only version so far
     schedule:
-      cron: "*/15 * * * *"          # beat cadence, 5-field cron (default every 15 minutes)
+      cron: "*/15 * * * *"          # beat cadence in UTC (default every 15 minutes); the
+                                    # accepted forms are those of config/cron.py
     policies:
       - name: enterprise            # unique; recorded with every decision
         match:                      # every given criterion must hold; omitted = any
@@ -62,6 +63,9 @@ Rules that are not obvious:
 `load_policies(path)` returns a frozen `PolicySet` or raises `PolicyFileError`, whose message is
 one line: the file, the path inside it and what to do, e.g.
 `policies.yaml: policies[1].min_overdue_cents.USD: must be >= 0 (got -5)`.
+Files over 1 MiB are refused unread; YAML anchors and aliases are allowed but a document that
+expands to more than 200,000 values through them is refused before it is built
+(config/bounded_yaml.py).
 """
 
 from __future__ import annotations
@@ -78,7 +82,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 import yaml
-from croniter import croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -92,6 +95,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import ErrorDetails
+
+from config.bounded_yaml import YamlExpansionError, load_bounded
+from config.cron import CronError, parse_cron
 
 # ISO 4217 codes Lago accepts (Lago's `Currency` enum); invoices only ever come in these.
 # fmt: off
@@ -137,6 +143,8 @@ WeekdayName = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[WeekdayName, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_CRON = "*/15 * * * *"
 MAX_DAYS = 3650  # caps day counts so date arithmetic can never overflow
+#: A policy file is a few kilobytes; anything past this is refused before it is parsed.
+MAX_FILE_BYTES = 1024 * 1024
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -174,7 +182,7 @@ def _check_country(code: str) -> str:
 def _check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a directory
         raise ValueError(
             f"unknown timezone {name!r}; use an IANA name such as Europe/Paris or UTC"
         ) from None
@@ -195,11 +203,14 @@ def _weekday(value: object) -> object:
 
 
 def _check_cron(expression: str) -> str:
-    if len(expression.split()) != 5 or not croniter.is_valid(expression):
+    """Exactly what beat and the tick slot can run: they use the same parser."""
+    try:
+        parse_cron(expression)
+    except CronError as exc:
         raise ValueError(
-            f"invalid cron {expression!r}; use 5 fields 'minute hour day month weekday', "
-            "e.g. '*/15 * * * *'"
-        )
+            f"invalid cron {_short(expression)}: {exc}; use 5 fields "
+            "'minute hour day month weekday', e.g. '*/15 * * * *'"
+        ) from None
     return expression
 
 
@@ -567,7 +578,8 @@ def load_policies(path: str | Path) -> PolicySet:
     file = Path(path)
     name = str(file)
     try:
-        data = file.read_bytes()
+        with file.open("rb") as handle:  # never more than the cap: /dev/zero must not hang
+            data = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise PolicyFileError(name, "", "file not found; check the path") from None
     except IsADirectoryError:
@@ -583,6 +595,10 @@ def load_policies(path: str | Path) -> PolicySet:
 def parse_policies(data: bytes | str, source: str = "<policies>") -> PolicySet:
     """Validate policy YAML given as bytes or text. Raises `PolicyFileError`."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
+    if len(raw) > MAX_FILE_BYTES:
+        raise PolicyFileError(
+            source, "", "is larger than 1 MiB; a policy file is a few kilobytes: check the path"
+        )
     document = _parse_yaml(raw, source)
     if not isinstance(document, dict):
         kind = "empty" if document is None else f"a {type(document).__name__}"
@@ -608,7 +624,9 @@ def parse_policies(data: bytes | str, source: str = "<policies>") -> PolicySet:
 
 def _parse_yaml(raw: bytes, source: str) -> object:
     try:
-        return yaml.load(raw, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return load_bounded(raw, _UniqueKeyLoader)
+    except YamlExpansionError as exc:
+        raise PolicyFileError(source, "", str(exc)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -7,15 +7,26 @@ Celery bootstrap, web server) and hand it down.
 
 from __future__ import annotations
 
-import re
+import math
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, cast
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
 
 DEFAULT_SANDBOX_API_KEY = "sandbox-key"
+
+#: Brokers the worker is built for (see worker/celery.py): Redis, or folders on one host.
+BROKER_SCHEMES = ("redis", "rediss", "filesystem")
+#: The shared outbound rate limit: 0 turns it off, otherwise within this range (requests/s).
+RATE_LIMIT_RANGE = (0.1, 10_000.0)
+_PERCENT_ENCODE_HINT = (
+    "if the password contains / @ : # ? or %, percent-encode them "
+    "(/ as %2F, @ as %40, : as %3A, # as %23, ? as %3F, % as %25)"
+)
 
 
 class LogFormat(StrEnum):
@@ -97,6 +108,35 @@ class Settings(BaseSettings):
         value = value.strip().rstrip("/")
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        if any(char.isspace() or not char.isprintable() for char in value):
+            raise ValueError("must not contain spaces or control characters")
+        parts = _split(value)
+        if parts is None or not parts.hostname:
+            raise ValueError("is not a valid URL; use e.g. https://api.getlago.com")
+        return value
+
+    @field_validator("lago_api_key")
+    @classmethod
+    def _check_api_key(cls, value: SecretStr) -> SecretStr:
+        key = value.get_secret_value().strip()
+        problem = api_key_problem(key)
+        if problem is not None:
+            raise ValueError(problem)
+        return SecretStr(key)
+
+    @field_validator("webhook_hmac_key")
+    @classmethod
+    def _strip_hmac_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value().strip() == "":
+            return None
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("rate_limit_rps")
+    @classmethod
+    def _check_rate(cls, value: float) -> float:
+        low, high = RATE_LIMIT_RANGE
+        if not math.isfinite(value) or not (value == 0 or low <= value <= high):
+            raise ValueError(f"must be 0 (no limit) or between {low:g} and {high:g} requests/s")
         return value
 
     @field_validator("log_level")
@@ -107,12 +147,21 @@ class Settings(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
 
+    @field_validator("database_url", "broker_url", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
     @field_validator("database_url", "broker_url")
     @classmethod
-    def _blank_is_default(cls, value: str | None) -> str | None:
-        if value is None or value.strip() == "":
-            return None
-        return value.strip()
+    def _check_urls(cls, value: str | None, info: ValidationInfo) -> str | None:
+        check = database_url_problem if info.field_name == "database_url" else broker_url_problem
+        problem = None if value is None else check(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     # Derived values: one place decides the embedded defaults.
 
@@ -128,6 +177,11 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'dunning.sqlite3').resolve()}"
 
     @property
+    def uses_embedded_database(self) -> bool:
+        """The SQLite file in the data dir (no DUNNING_DATABASE_URL): its folder may be made."""
+        return self.database_url is None
+
+    @property
     def resolved_broker_url(self) -> str:
         return self.broker_url or "filesystem://"
 
@@ -140,10 +194,116 @@ class Settings(BaseSettings):
     def broker_is_redis(self) -> bool:
         return self.resolved_broker_url.startswith(("redis://", "rediss://"))
 
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret these settings hold (API key, HMAC key, URL passwords), as written
+        and as decoded: what log output must never contain."""
+        found = [self.lago_api_key.get_secret_value()]
+        if self.webhook_hmac_key is not None:
+            found.append(self.webhook_hmac_key.get_secret_value())
+        database = _database_url(self.resolved_database_url)
+        if database is not None and database.password:
+            found.append(str(database.password))
+        broker = _broker_parts(self.resolved_broker_url)
+        if broker is not None and broker.password:
+            found.extend((broker.password, unquote(broker.password)))
+        return tuple(dict.fromkeys(found))
+
+
+# -- secrets and URLs: checked here, once, so nothing later can choke on them or print them ---
+
+
+def api_key_problem(key: str) -> str | None:
+    """Why `key` cannot be sent as `Authorization: Bearer <key>`, or None. Never echoes it."""
+    if not key:
+        return "is empty; set it to your Lago API key (or unset it for the sandbox)"
+    if not all("!" <= char <= "~" for char in key):
+        return (
+            "contains spaces, control characters (such as a line break) or non-ASCII "
+            "characters; copy the key again exactly as Lago shows it"
+        )
+    return None
+
+
+def _split(url: str) -> SplitResult | None:
+    """`urlsplit` with its port checked, or None when the URL cannot be read (no echo)."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        return None
+    return parts
+
+
+def broker_url_problem(url: str) -> str | None:
+    """Why the worker cannot use this broker URL, or None. Never echoes the URL."""
+    schemes = ", ".join(f"{scheme}://" for scheme in BROKER_SCHEMES)
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme not in BROKER_SCHEMES:
+        return f"unsupported broker; use one of {schemes}"
+    if scheme == "filesystem":
+        return None if url.lower() == "filesystem://" else "use exactly filesystem://"
+    parts = _broker_parts(url)
+    if parts is None:
+        return f"cannot be read as {scheme}://[:PASSWORD@]HOST[:PORT][/DB]; {_PERCENT_ENCODE_HINT}"
+    if parts.path not in ("", "/") and not parts.path[1:].isdigit():
+        return f"the database after the host must be a number, as in {scheme}://HOST:6379/0"
+    return None
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why this is not a usable SQLite or PostgreSQL URL, or None. Never echoes the URL."""
+    parsed = _database_url(url)
+    if parsed is None:
+        return (
+            "is not a database URL (sqlite:///PATH or postgresql+psycopg://...); "
+            + _PERCENT_ENCODE_HINT
+        )
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if (backend, driver) not in {("sqlite", "pysqlite"), ("postgresql", "psycopg")}:
+        return (
+            "unsupported database; use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DB"
+        )
+    if parsed.host is not None and "@" in parsed.host:
+        return f"the host part contains '@'; {_PERCENT_ENCODE_HINT}"
+    return None
+
+
+def _database_url(url: str) -> URL | None:
+    try:
+        return make_url(url)
+    except Exception:  # SQLAlchemy raises ArgumentError or ValueError (a bad port)
+        return None
+
 
 def mask_url(url: str) -> str:
-    """Hide the password of a URL (`scheme://user:***@host/...`) so it can be logged."""
-    return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
+    """The URL with its password replaced by `***`, parsed (never matched by a pattern), so
+    it can be shown or logged. A URL that cannot be parsed is not shown at all."""
+    scheme = url.partition("://")[0].lower()
+    if scheme in BROKER_SCHEMES:
+        return _mask_broker_url(url)
+    parsed = _database_url(url)
+    if parsed is None or "@" in (parsed.host or ""):
+        return "<unreadable URL>"
+    return parsed.render_as_string(hide_password=True)
+
+
+def _broker_parts(url: str) -> SplitResult | None:
+    parts = _split(url)
+    # An '@' after the host part means the password was cut short by a / # or ? in it.
+    if parts is None or "@" in f"{parts.path}{parts.query}{parts.fragment}":
+        return None
+    return parts
+
+
+def _mask_broker_url(url: str) -> str:
+    parts = _broker_parts(url)
+    if parts is None:
+        return "<unreadable URL>"
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.netloc.rpartition("@")[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 _ENV_NAMES = {

@@ -6,16 +6,16 @@ ledger's UNIQUE slot column lets only the first sweep run.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
-from croniter import croniter
+from config.cron import parse_cron
 
 
 def tick_slot(cron: str, now: datetime) -> str:
-    """The latest firing of `cron` at or before `now` (UTC), e.g. `"2026-11-22T00:30Z"`."""
+    """The latest firing of `cron` at or before `now` (UTC), e.g. `"2026-11-22T00:30Z"`.
+
+    The same parser as the policy loader and beat (`config.cron`), so the slot is a firing
+    beat really makes."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    minute = now.astimezone(UTC).replace(second=0, microsecond=0)
-    # Firings fall on whole minutes: the last one strictly before minute+1s is <= now.
-    fired: datetime = croniter(cron, minute + timedelta(seconds=1)).get_prev(datetime)
-    return fired.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+    return parse_cron(cron).previous(now).strftime("%Y-%m-%dT%H:%MZ")

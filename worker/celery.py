@@ -25,6 +25,7 @@ from celery import Celery, signals
 from celery.schedules import crontab
 
 from config import Settings, SettingsError, load_settings
+from config.cron import CronError, parse_cron
 from config.policies import PolicyFileError, load_policies
 
 SWEEP_TASK = "dunning.sweep"
@@ -64,24 +65,26 @@ class ScheduleError(ValueError):
 
 
 def crontab_from_cron(expression: str) -> crontab:
-    """`"*/15 * * * *"` -> `crontab(minute="*/15", ...)`; evaluated in UTC."""
-    fields = expression.split()
-    if len(fields) != 5:
-        raise ScheduleError(f"invalid cron {expression!r}: expected 5 fields")
-    minute, hour, day_of_month, month_of_year, day_of_week = fields
+    """The policy file's cron as a Celery crontab (evaluated in UTC).
+
+    Parsed by `config.cron`, the parser the policy loader and the tick slot use, and handed
+    to Celery in canonical form (`*` or explicit value lists): beat runs exactly the minutes
+    the loader accepted.
+    """
     try:
-        return crontab(
-            minute=minute,
-            hour=hour,
-            day_of_month=day_of_month,
-            month_of_year=month_of_year,
-            day_of_week=day_of_week,
-        )
-    except ValueError as exc:
+        cron = parse_cron(expression)
+    except CronError as exc:
         raise ScheduleError(
-            f"cron {expression!r} cannot be scheduled by Celery beat ({exc}); "
-            "use 0-6 for weekdays (0 = Sunday) and plain ranges, steps and lists"
+            f"cron {expression!r} cannot be scheduled by Celery beat: {exc}"
         ) from None
+    minute, hour, day_of_month, month_of_year, day_of_week = cron.fields()
+    return crontab(
+        minute=minute,
+        hour=hour,
+        day_of_month=day_of_month,
+        month_of_year=month_of_year,
+        day_of_week=day_of_week,
+    )
 
 
 def broker_folders(settings: Settings) -> dict[str, Path]:

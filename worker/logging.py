@@ -1,17 +1,27 @@
 """Logging for every process: readable on a terminal, one JSON object per line elsewhere.
 
 `configure_logging(settings)` is called once at each entry point (CLI, Celery signal, web
-server). Logs go to stderr so `--json` command output on stdout stays machine-readable.
-Emails are masked and anything that looks like a credential is redacted before rendering.
+server: uvicorn and Celery log through the root logger it sets up). Logs go to stderr so
+`--json` command output on stdout stays machine-readable.
+
+What a log line can never show, in any format:
+- frame locals: tracebacks are plain text (file, line, code, exception), never the rich
+  "locals" panels, whose variables held database URLs and customers' emails;
+- a credential field (`api_key`, `password`, `token`...): its value is replaced by `***`;
+- an email address: `jane.doe@example.com` becomes `j***@example.com`, in exception text too;
+- a secret value of the settings (API key, HMAC key, URL passwords of 6 characters or more),
+  wherever it would appear in the rendered line.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
+from urllib.parse import quote
 
 import structlog
 
@@ -19,6 +29,11 @@ from config import LogFormat, Settings
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 _SECRET_KEYS = ("api_key", "apikey", "authorization", "password", "secret", "token", "hmac")
+#: Shorter secrets are not searched for in rendered text (they would blank common words);
+#: they are still never logged by our code, which logs URLs masked and keys not at all.
+MIN_REDACTED_LENGTH = 6
+
+Renderer = Callable[[Any, str, MutableMapping[str, Any]], str]
 
 
 def mask_email(text: str) -> str:
@@ -33,6 +48,31 @@ def _scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
         elif isinstance(value, str):
             event[key] = mask_email(value)
     return event
+
+
+def _spellings(secrets: Iterable[str]) -> list[str]:
+    """Each secret as written, percent-encoded, and escaped the way JSON and repr() would
+    show it; longest first, so a longer secret is never half-replaced by a shorter one."""
+    found: set[str] = set()
+    for secret in secrets:
+        if len(secret) >= MIN_REDACTED_LENGTH:
+            found.update((secret, quote(secret, safe=""), json.dumps(secret)[1:-1]))
+            found.add(repr(secret)[1:-1])
+    return sorted(found, key=len, reverse=True)
+
+
+def redacting(renderer: Renderer, secrets: Iterable[str]) -> Renderer:
+    """Wrap the final renderer: emails masked and secret values replaced in the whole line,
+    exception text included."""
+    spellings = _spellings(secrets)
+
+    def render(logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
+        text = mask_email(renderer(logger, name, event))
+        for secret in spellings:
+            text = text.replace(secret, "***")
+        return text
+
+    return render
 
 
 def wants_console(settings: Settings, stream: Any = None) -> bool:
@@ -55,7 +95,9 @@ def configure_logging(settings: Settings, *, force_json: bool = False) -> None:
         _scrub,
     ]
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
         if console
         else structlog.processors.JSONRenderer(sort_keys=False)
     )
@@ -63,8 +105,9 @@ def configure_logging(settings: Settings, *, force_json: bool = False) -> None:
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            *([] if console else [structlog.processors.format_exc_info]),
-            renderer,
+            # Every format: the traceback as plain text, before the secrets are scrubbed.
+            structlog.processors.format_exc_info,
+            redacting(renderer, settings.secret_values()),
         ],
     )
     handler = logging.StreamHandler(sys.stderr)

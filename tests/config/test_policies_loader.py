@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from config.policies import PolicyFileError, PolicySet, load_policies
+from tests.fixtures.hostile import alias_bomb
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -206,3 +207,87 @@ def test_path_through_a_file_cannot_be_read(tmp_path: Path) -> None:
 
     with pytest.raises(PolicyFileError, match=r"cannot be read \(.+\); check the file"):
         load_policies(blocker / "policies.yaml")
+
+
+# -- hostile files: bounded before parsing, one line each ----------------------------------------
+
+
+@pytest.mark.parametrize("levels", [6, 9])
+def test_an_alias_bomb_is_refused_before_it_is_expanded(tmp_path: Path, levels: int) -> None:
+    path = write(tmp_path, alias_bomb(levels))
+    assert path.stat().st_size < 600  # the 9-level one is the 478-byte bomb of the report
+
+    with pytest.raises(PolicyFileError) as caught:
+        load_policies(path)
+
+    assert str(caught.value) == (
+        f"{path}: YAML expands to more than 200000 values through its aliases (*name); "
+        "write the values out or share fewer of them"
+    )
+
+
+def test_anchors_and_merge_keys_that_stay_small_are_fine(tmp_path: Path) -> None:
+    text = """\
+version: 1
+policies:
+  - name: eu
+    match: {currencies: [EUR]}
+    min_overdue_cents: &floor {USD: 5000, EUR: 5000}
+    send_window: &office {start_hour: 9, end_hour: 17, weekdays: [mon, tue, wed, thu, fri]}
+  - name: us
+    min_overdue_cents: *floor
+    send_window:
+      <<: *office
+      fallback_timezone: America/New_York
+"""
+    policies = load_policies(write(tmp_path, text))
+    us = policies.policies[1]
+    assert us.min_overdue_cents == {"USD": 5000, "EUR": 5000}
+    assert us.send_window is not None
+    assert (us.send_window.start_hour, us.send_window.fallback_timezone) == (
+        9,
+        "America/New_York",
+    )
+
+
+def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "version: 1\nloop: &loop [*loop]\npolicies: []\n")
+    with pytest.raises(PolicyFileError) as caught:
+        load_policies(path)
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_a_policy_file_over_1_mib_is_refused_without_being_read(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    with path.open("wb") as handle:
+        handle.truncate(17 * 1024 * 1024)  # 17 MB (sparse: nothing to write)
+
+    with pytest.raises(PolicyFileError) as caught:
+        load_policies(path)
+
+    assert str(caught.value) == (
+        f"{path}: is larger than 1 MiB; a policy file is a few kilobytes: check the path"
+    )
+
+
+def test_an_endless_file_is_refused_too() -> None:
+    with pytest.raises(PolicyFileError, match="is larger than 1 MiB"):
+        load_policies("/dev/zero")
+
+
+@pytest.mark.parametrize(
+    "zone", ["America", "America/", "Europe", "../../etc/passwd", "/etc/hosts"]
+)
+def test_a_timezone_that_is_a_directory_or_a_path_is_an_unknown_timezone(
+    tmp_path: Path, zone: str
+) -> None:
+    text = policy(
+        f'    send_window: {{start_hour: 9, end_hour: 17, fallback_timezone: "{zone}"}}\n'
+    )
+    with pytest.raises(PolicyFileError) as caught:
+        load_policies(write(tmp_path, text))
+    assert str(caught.value).endswith(
+        f"policies[0].send_window.fallback_timezone: unknown timezone {zone!r}; "
+        "use an IANA name such as Europe/Paris or UTC"
+    )

@@ -3,9 +3,11 @@ and the CLI turning a bad value into one line and exit code 2."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -94,3 +96,201 @@ def test_the_cli_reports_a_bad_setting_in_one_line_with_exit_2(tmp_path: Path) -
         "error: configuration error: invalid DUNNING_RATE_LIMIT_RPS: "
         "Input should be greater than or equal to 0"
     ]
+
+
+# -- the API key: stripped or refused at load, never echoed ------------------------------------
+
+
+@pytest.mark.parametrize("padding", ["\n", "\r\n", "\r", " ", "\t\n"])
+def test_api_key_surrounding_whitespace_is_stripped(
+    monkeypatch: pytest.MonkeyPatch, padding: str
+) -> None:
+    monkeypatch.setenv("LAGO_API_KEY", f"{padding}lago-key-123{padding}")
+    assert load_settings().lago_api_key.get_secret_value() == "lago-key-123"
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["secret part-two", "secret\npart-two", "secret\x01part", "sécret-part", "ключ-secret", " "],
+)
+def test_an_api_key_that_cannot_be_a_header_is_one_line_that_does_not_echo_it(key: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(lago_api_key=key)
+    message = str(caught.value)
+    assert message.startswith("invalid LAGO_API_KEY: ")
+    assert "\n" not in message
+    for fragment in ("secret", "part", "ключ", "sécret"):
+        assert fragment not in message
+
+
+def test_an_empty_webhook_hmac_key_is_unset_and_whitespace_is_stripped() -> None:
+    assert load_settings(webhook_hmac_key="  ").webhook_hmac_key is None
+    key = load_settings(webhook_hmac_key="hmac-token\n").webhook_hmac_key
+    assert key is not None
+    assert key.get_secret_value() == "hmac-token"
+
+
+# -- numbers and URLs that would crash or hang later ---------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e-9", "0.05", "10001", "1e308"])
+def test_rate_limit_is_off_or_within_its_range(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("DUNNING_RATE_LIMIT_RPS", value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value).startswith("invalid DUNNING_RATE_LIMIT_RPS: ")
+
+
+@pytest.mark.parametrize("value", ["0", "0.1", "40", "10000"])
+def test_rate_limit_accepts_off_and_its_range(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("DUNNING_RATE_LIMIT_RPS", value)
+    assert load_settings().rate_limit_rps == float(value)
+
+
+def test_rate_limit_message_says_the_range() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(rate_limit_rps="1e-9")
+    assert str(caught.value) == (
+        "invalid DUNNING_RATE_LIMIT_RPS: must be 0 (no limit) or between 0.1 and 10000 requests/s"
+    )
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[::1", "http://lago.example.com:port", "https://lago example.com", "http://:80"]
+)
+def test_a_lago_url_that_cannot_be_parsed_is_one_line(url: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(lago_api_url=url)
+    assert str(caught.value).startswith("invalid LAGO_API_URL: ")
+
+
+@pytest.mark.parametrize(
+    "url", ["garbage://x", "memory://", "amqp://guest:guest@rabbit//", "sqla+sqlite:///x", "x"]
+)
+def test_only_the_supported_brokers_are_accepted(url: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(broker_url=url)
+    assert str(caught.value) == (
+        "invalid DUNNING_BROKER_URL: unsupported broker; use one of redis://, rediss://, "
+        "filesystem://"
+    )
+
+
+# Passwords with every character that breaks a URL when written as is.
+SPECIAL_PASSWORDS = [
+    "Tq7/mZ9-vault",
+    "Tq7@mZ9-vault",
+    "Tq7:mZ9-vault",
+    "Tq7#mZ9-vault",
+    "Tq7?mZ9-vault",
+    "Tq7%mZ9-vault",
+]
+
+
+def _fragments(password: str) -> list[str]:
+    """Pieces of the password a half-masked URL could still show."""
+    return [piece for piece in re.split(r"[/@:#?%]", password) if piece]
+
+
+@pytest.mark.parametrize("password", ["Tq7/mZ9-vault", "Tq7#mZ9-vault", "Tq7?mZ9-vault"])
+def test_a_broker_password_that_cuts_the_url_is_refused_with_the_encoding_hint(
+    password: str,
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(broker_url=f"redis://:{password}@cache:6379/0")
+    message = str(caught.value)
+    assert message.startswith("invalid DUNNING_BROKER_URL: cannot be read as redis://")
+    assert "percent-encode" in message
+    assert "%2F" in message
+    for fragment in _fragments(password):
+        assert fragment not in message
+
+
+@pytest.mark.parametrize("password", SPECIAL_PASSWORDS)
+def test_a_percent_encoded_broker_password_is_accepted_decoded_and_masked(password: str) -> None:
+    import kombu
+    import redis
+
+    url = f"redis://:{quote(password, safe='')}@cache:6379/0"
+    settings = load_settings(broker_url=url)
+    assert kombu.Connection(settings.resolved_broker_url).password == password
+    pool = redis.Redis.from_url(settings.resolved_broker_url).connection_pool
+    assert pool.connection_kwargs["password"] == password
+    shown = mask_url(settings.resolved_broker_url)
+    assert shown == "redis://:***@cache:6379/0"
+
+
+@pytest.mark.parametrize("password", SPECIAL_PASSWORDS)
+def test_a_database_password_is_masked_whatever_it_contains(password: str) -> None:
+    for written in {password, quote(password, safe="")} - {"Tq7@mZ9-vault"}:
+        url = f"postgresql+psycopg://dunning:{written}@db.example:5432/dunning"
+        settings = load_settings(database_url=url)
+        shown = mask_url(settings.resolved_database_url)
+        assert shown == "postgresql+psycopg://dunning:***@db.example:5432/dunning"
+        for fragment in _fragments(password):
+            assert fragment not in shown
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("garbage", "is not a database URL"),
+        ("postgresql+psycopg://u:pa/b@c:d#e@db/x", "is not a database URL"),
+        ("postgresql+psycopg://u:Tq7@mZ9-vault@db/x", "the host part contains '@'"),
+        ("mysql://u:mZ9-vault@db/x", "unsupported database"),
+        ("postgresql+psycopg2://u:mZ9-vault@db/x", "unsupported database"),
+    ],
+)
+def test_a_database_url_that_cannot_be_used_is_one_line_without_the_password(
+    url: str, expected: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(database_url=url)
+    message = str(caught.value)
+    assert message.startswith(f"invalid DUNNING_DATABASE_URL: {expected}")
+    assert "mZ9-vault" not in message
+    assert "pa/b" not in message
+
+
+def test_mask_url_never_shows_what_it_cannot_parse() -> None:
+    assert mask_url("postgresql+psycopg://u:pa/b@c:d#e@db/x") == "<unreadable URL>"
+    assert mask_url("redis://:Tq7/mZ9-vault@cache:6379/0") == "<unreadable URL>"
+    assert mask_url("filesystem://") == "filesystem://"
+    assert mask_url("redis://cache:6379/0") == "redis://cache:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DUNNING_RATE_LIMIT_RPS", "inf"),
+        ("DUNNING_RATE_LIMIT_RPS", "1e-9"),
+        ("LAGO_API_URL", "http://[::1"),
+        ("LAGO_API_KEY", "ключ-Zx9secret"),
+        ("LAGO_API_KEY", "Zx9 secret"),
+        ("DUNNING_BROKER_URL", "garbage://x"),
+        ("DUNNING_BROKER_URL", "redis://:Zx9/secret@cache:6379/0"),
+        ("DUNNING_DATABASE_URL", "postgresql+psycopg://u:Zx9/b@c:d#secret@db/x"),
+        ("DUNNING_DATABASE_URL", "mysql://u:Zx9secret@db/x"),
+    ],
+)
+def test_the_cli_refuses_each_bad_setting_in_one_line_exit_2_writing_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    variable: str,
+    value: str,
+) -> None:
+    from worker.cli import main
+
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setattr(sys, "argv", ["dunning", "status"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    captured = capsys.readouterr()
+    assert exited.value.code == 2
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"error: configuration error: invalid {variable}: ")
+    assert "Zx9" not in captured.err + captured.out
+    assert "secret" not in captured.err + captured.out
+    assert list(tmp_path.iterdir()) == []  # no data dir, no database file

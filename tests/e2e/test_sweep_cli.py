@@ -407,6 +407,41 @@ def test_missing_lago_url_is_one_line_and_exit_2(dunning: Dunning, env: dict[str
     assert "LAGO_API_URL is not set" in result.error_lines[0]
 
 
+def test_an_api_key_pasted_with_a_line_break_still_works(
+    dunning: Dunning, env: dict[str, str], sandbox: SandboxHandle
+) -> None:
+    sandbox.reset(data=load_data("one_customer"))
+
+    result = dunning(
+        "sweep", "--once", "--json", env={**env, "LAGO_API_KEY": env["LAGO_API_KEY"] + "\r\n"}
+    )
+
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout)["payment_requests_created"] == 2
+    rows = count_rows(env["DUNNING_DATABASE_URL"])
+    assert rows["sweep_runs"] == 1
+
+
+def test_an_api_key_that_cannot_be_a_header_is_one_line_exit_2_and_nothing_is_written(
+    dunning: Dunning, env: dict[str, str], sandbox: SandboxHandle
+) -> None:
+    sandbox.reset(data=load_data("one_customer"))
+    sandbox.reset_stats()
+    before = count_rows(env["DUNNING_DATABASE_URL"])
+
+    result = dunning("sweep", "--once", env={**env, "LAGO_API_KEY": "sandbox Zx9-secret"})
+
+    assert result.code == 2
+    assert result.error_lines == [
+        "error: configuration error: invalid LAGO_API_KEY: contains spaces, control characters "
+        "(such as a line break) or non-ASCII characters; copy the key again exactly as Lago "
+        "shows it"
+    ]
+    assert "Zx9-secret" not in result.stdout + result.stderr
+    assert count_rows(env["DUNNING_DATABASE_URL"]) == before
+    assert sandbox.stats()["total"] == 0
+
+
 @pytest.mark.postgres
 def test_sweep_once_twice_on_postgresql(
     dunning: Dunning, env: dict[str, str], postgres_url: str, sandbox: SandboxHandle

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from tests.lago.fakes import API_KEY, Handler, make_client
 from worker.lago import (
@@ -16,6 +17,7 @@ from worker.lago import (
     LagoMethodNotAllowedError,
     LagoNotFoundError,
     LagoRateLimitedError,
+    LagoRequestError,
     LagoServerError,
     LagoStatusError,
     LagoTimeoutError,
@@ -284,3 +286,41 @@ def test_client_is_not_constructible_without_a_url_from_settings() -> None:
 
     with pytest.raises(ValueError, match="LAGO_API_URL"):
         LagoClient.from_settings(load_settings(lago_api_url=None))
+
+
+def test_a_header_the_transport_refuses_is_a_request_error_that_never_quotes_it() -> None:
+    from worker.cli.errors import describe
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        # What h11 raises for a header value with a line break in it.
+        raise httpx.LocalProtocolError(f"Illegal header value b'Bearer {API_KEY}\\n'")
+
+    with make_client(refuse, max_retries=0) as client, pytest.raises(LagoRequestError) as caught:
+        client.get_invoice("inv-1")
+    error = caught.value
+    assert isinstance(error, LagoConnectionError)  # never sent: safe to try again later
+    assert API_KEY not in str(error)
+    assert "Bearer" not in str(error)
+    assert "not valid HTTP" in str(error)
+    message, code = describe(error)
+    assert "cannot reach" not in message
+    assert API_KEY not in message
+    assert code == 1
+
+
+def test_the_key_is_masked_in_any_transport_error_text() -> None:
+    def leak(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"refused while sending Bearer {API_KEY}", request=request)
+
+    with make_client(leak, max_retries=0) as client, pytest.raises(LagoConnectionError) as caught:
+        client.get_invoice("inv-1")
+    assert API_KEY not in str(caught.value)
+    assert "Bearer ***" in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["sk-secret\n", "sk secret", "sk-sécret", "sk-\x00secret"])
+def test_a_key_that_cannot_be_a_header_is_refused_when_the_client_is_built(key: str) -> None:
+    with pytest.raises(ValueError, match="the Lago API key contains") as caught:
+        LagoClient("http://lago.test", SecretStr(key))
+    assert "secret" not in str(caught.value)
+    assert "sécret" not in str(caught.value)

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
+from tests.fixtures.hostile import alias_bomb
 from worker.cli.policy_cmd import register
 
 GOOD = """\
@@ -95,3 +96,34 @@ def test_check_shows_steps_calendars_caps_holdouts_and_version(tmp_path: Path) -
                 "metadata.finance_email", "version 7", "cap 1 per 3d", "holdout 5%"]  # fmt: skip
     for text in expected:
         assert text in out
+
+
+def test_check_refuses_hostile_or_odd_files_in_one_line_with_exit_2(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.yaml"
+    with huge.open("wb") as handle:
+        handle.truncate(17 * 1024 * 1024)
+    cases = {
+        "bomb.yaml": (alias_bomb(6), "YAML expands to more than 200000 values"),
+        "zone.yaml": (
+            GOOD.replace("weekdays: [mon, tue, wed, thu, fri]", "fallback_timezone: America"),
+            "unknown timezone 'America'",
+        ),
+        "feb31.yaml": (
+            GOOD.replace("5 * * * *", "0 0 31 2 *"),
+            "day of month 31 never occurs in month 2",
+        ),
+        "sunday7.yaml": (GOOD.replace("5 * * * *", "0 0 * * 7"), "use 0 for Sunday"),
+        "last.yaml": (GOOD.replace("5 * * * *", "0 0 L * *"), "day of month 'L' is not a number"),
+        "nth.yaml": (GOOD.replace("5 * * * *", "0 0 * * 5#3"), "weekday '5#3' is not a number"),
+    }
+    for name, (text, _) in cases.items():
+        (tmp_path / name).write_text(text)
+    cases["huge.yaml"] = ("", "is larger than 1 MiB")
+
+    for name, (_, expected) in cases.items():
+        code, out, err = run("policy", "check", str(tmp_path / name))
+        assert code == 2, (name, err)
+        assert out == ""
+        assert len(err.strip().splitlines()) == 1, (name, err)
+        assert err.startswith(f"{tmp_path / name}: "), (name, err)
+        assert expected in err, (name, err)

@@ -123,3 +123,33 @@ def test_a_newer_schema_is_refused_with_one_line(empty_url: str) -> None:
 def test_unknown_revision_is_a_schema_error(sqlite_url: str) -> None:
     with pytest.raises(SchemaError, match="cannot upgrade to 'nope'"):
         upgrade(sqlite_url, "nope")
+
+
+def test_the_webhook_digest_column_comes_and_goes_keeping_the_events(empty_url: str) -> None:
+    engine = make_engine(empty_url)
+    try:
+        upgrade(engine, "0003_outcome_checks")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO webhook_events (unique_key, webhook_type, received_at) "
+                    "VALUES ('before-0004', 'x', CURRENT_TIMESTAMP)"
+                )
+            )
+        upgrade(engine, "0004_webhook_payload_digest")
+        columns = {column["name"] for column in inspect(engine).get_columns("webhook_events")}
+        assert "payload_digest" in columns
+        unique = {
+            index["name"]
+            for index in inspect(engine).get_indexes("webhook_events")
+            if index["unique"]
+        }
+        assert "uq_webhook_events_payload_digest" in unique
+        downgrade(engine, "0003_outcome_checks")
+        columns = {column["name"] for column in inspect(engine).get_columns("webhook_events")}
+        assert "payload_digest" not in columns
+        with engine.connect() as connection:
+            keys = connection.execute(text("SELECT unique_key FROM webhook_events")).scalars()
+            assert list(keys) == ["before-0004"]
+    finally:
+        engine.dispose()

@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import Engine, select
 
 from worker.policy.types import group_key as policy_group_key
-from worker.store import controls, decisions, group_states, intents, runs
+from worker.store import controls, decisions, group_states, intents, runs, webhook_events
 from worker.store.db import read_session, write_tx
 from worker.store.keys import make_dedupe_key, make_group_key
-from worker.store.models import PaymentRequestIntent, SweepRun
+from worker.store.models import PaymentRequestIntent, SweepRun, WebhookEvent
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
@@ -346,3 +346,22 @@ def test_decisions_recorded_in_bulk(engine: Engine) -> None:
 def test_naive_datetimes_are_rejected(engine: Engine) -> None:
     with pytest.raises(Exception, match="naive datetime"), write_tx(engine) as session:
         runs.start_run(session, trigger="cli", now=datetime(2026, 1, 1))
+
+
+def test_a_webhook_event_is_unique_by_key_and_by_signed_body(engine: Engine) -> None:
+    body, replayed_body = b'{"webhook_type": "a"}', b'{"webhook_type": "b"}'
+    first, other = webhook_events.payload_digest(body), webhook_events.payload_digest(replayed_body)
+    with write_tx(engine) as session:
+        assert webhook_events.insert_webhook_event(
+            session, unique_key="k1", digest=first, webhook_type="a", now=T0
+        )
+    for key, digest in (("k2", first), ("k1", other)):  # a new key, or a new body
+        with write_tx(engine) as session:
+            assert not webhook_events.insert_webhook_event(
+                session, unique_key=key, digest=digest, webhook_type="a", now=T0
+            )
+    with read_session(engine) as session:
+        assert webhook_events.webhook_seen(session, unique_key="k9", digest=first)
+        assert webhook_events.webhook_seen(session, unique_key="k1", digest=other)
+        assert not webhook_events.webhook_seen(session, unique_key="k9", digest=other)
+        assert session.scalars(select(WebhookEvent.payload_digest)).all() == [first]

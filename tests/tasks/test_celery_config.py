@@ -7,11 +7,14 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from celery.schedules import crontab
 from croniter import croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config import Settings, load_settings
+from config.cron import MONTH_NAMES, WEEKDAY_NAMES, parse_cron
+from config.policies import PolicyFileError, parse_policies
 from tasks.slots import tick_slot
 from worker.celery import (
     RECONCILE_TASK,
@@ -124,11 +127,143 @@ def test_celery_crontab_fires_exactly_when_the_cron_matches(cron: str, moment: d
     assert celery_fires == croniter.match(cron, minute)
 
 
+# The four the policy checker used to accept and beat refused, and others of their kind: the
+# loader and beat share one parser, so each is refused by both, in one line.
+REFUSED_CRONS = [
+    "0 0 31 2 *",
+    "0 0 * * 7",
+    "0 0 L * *",
+    "0 0 * * 5#3",
+    "0 0 1 * 1",
+    "0 0 * * fri-mon",
+    "5/15 * * * *",
+    "@daily",
+    "0 9 * *",
+]
+
+
+@pytest.mark.parametrize("cron", REFUSED_CRONS)
+def test_a_cron_the_scheduler_cannot_run_is_refused_by_beat_and_by_the_policy_loader(
+    cron: str,
+) -> None:
+    with pytest.raises(ScheduleError) as scheduled:
+        crontab_from_cron(cron)
+    assert str(scheduled.value).startswith(f"cron {cron!r} cannot be scheduled by Celery beat: ")
+    assert "\n" not in str(scheduled.value)
+    document = (
+        f'version: 1\nschedule: {{cron: "{cron}"}}\n'
+        "policies:\n  - {name: p, min_overdue_cents: {USD: 1}}\n"
+    )
+    with pytest.raises(PolicyFileError) as loaded:
+        parse_policies(document, source="policies.yaml")
+    assert str(loaded.value).startswith(f"policies.yaml: schedule.cron: invalid cron {cron!r}: ")
+
+
 def test_a_cron_celery_cannot_express_is_a_one_line_error() -> None:
-    with pytest.raises(ScheduleError, match=r"cannot be scheduled by Celery beat.*0 = Sunday"):
+    with pytest.raises(ScheduleError, match=r"cannot be scheduled by Celery beat.*0 for Sunday"):
         crontab_from_cron("0 9 * * 7")
     with pytest.raises(ScheduleError, match="expected 5 fields"):
         crontab_from_cron("0 9 * *")
+
+
+def _item(
+    low: int, high: int, names: tuple[str, ...] = (), base: int = 0
+) -> st.SearchStrategy[str]:
+    """One cron list item in the accepted language, numbers or (when given) names."""
+
+    def word(value: int) -> st.SearchStrategy[str]:
+        texts = [str(value)]
+        if names:
+            texts.append(names[value - base])
+            texts.append(names[value - base].upper())
+        return st.sampled_from(texts)
+
+    number = st.integers(low, high)
+    step = st.integers(1, high - low + 1)
+    single = number.flatmap(word)
+    span = (
+        st.tuples(number, number)
+        .map(sorted)
+        .flatmap(lambda ends: st.tuples(word(ends[0]), word(ends[1])).map("-".join))
+    )
+    return st.one_of(
+        st.just("*"),
+        step.map(lambda n: f"*/{n}"),
+        single,
+        span,
+        st.tuples(span, step).map(lambda pair: f"{pair[0]}/{pair[1]}"),
+    )
+
+
+def _field(item: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.lists(item, min_size=1, max_size=3).map(",".join)
+
+
+@st.composite
+def accepted_crons(draw: st.DrawFn) -> str:
+    minute = draw(_field(_item(0, 59)))
+    hour = draw(_field(_item(0, 23)))
+    month = draw(_field(_item(1, 12, MONTH_NAMES, base=1)))
+    if draw(st.booleans()):
+        day, weekday = draw(_field(_item(1, 28))), "*"
+    else:
+        day, weekday = "*", draw(_field(_item(0, 6, WEEKDAY_NAMES)))
+    return f"{minute} {hour} {day} {month} {weekday}"
+
+
+def _celery_fires(entry: crontab, at: datetime) -> bool:
+    return (
+        at.minute in entry.minute
+        and at.hour in entry.hour
+        and at.day in entry.day_of_month
+        and at.month in entry.month_of_year
+        and at.isoweekday() % 7 in entry.day_of_week
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cron=accepted_crons(),
+    moment=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2030, 12, 31)),
+)
+def test_beat_runs_exactly_what_the_loader_accepted(cron: str, moment: datetime) -> None:
+    """The translation is exact: beat's crontab holds our parser's sets, and Celery reading
+    the same text itself gets the same sets."""
+    parsed = parse_cron(cron)
+    entry = crontab_from_cron(cron)
+    minute, hour, day, month, weekday = cron.split()
+    own_reading = crontab(
+        minute=minute, hour=hour, day_of_month=day, month_of_year=month, day_of_week=weekday
+    )
+    for celery in (entry, own_reading):
+        assert celery.minute == parsed.minutes
+        assert celery.hour == parsed.hours
+        assert celery.day_of_month == parsed.days
+        assert celery.month_of_year == parsed.months
+        assert celery.day_of_week == parsed.weekdays
+    at = moment.replace(second=0, microsecond=0, tzinfo=UTC)
+    assert parsed.matches(at) == _celery_fires(entry, at)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cron=accepted_crons(),
+    moment=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2030, 12, 31)),
+)
+def test_the_tick_slot_is_a_firing_of_beat_and_beat_fires_next_after_now(
+    cron: str, moment: datetime
+) -> None:
+    """The slot is the latest firing at or before now by beat's own arithmetic: it matches
+    beat's crontab, and beat's next run after it is later than now."""
+    at = moment.replace(tzinfo=UTC)
+    slot = datetime.strptime(tick_slot(cron, at), "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC)
+    entry = crontab_from_cron(cron)
+    assert slot <= at
+    assert _celery_fires(entry, slot)
+    last, delta, _ = entry.remaining_delta(slot)
+    following = last + delta
+    assert following > at
+    assert parse_cron(cron).matches(following)
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,13 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -200,12 +202,54 @@ def test_unreachable_broker_is_one_line(dunning: Any, env: dict[str, str]) -> No
     assert "pw" not in result.stderr
 
 
+@pytest.mark.parametrize("password", ["Tq7/mZ9-vault", "Tq7#mZ9-vault", "Tq7?mZ9-vault"])
+def test_a_broker_password_that_cuts_the_url_is_one_line_exit_2(
+    dunning: Any, env: dict[str, str], settings: Settings, password: str
+) -> None:
+    broker = f"redis://:{password}@127.0.0.1:6379/0"
+    result = dunning({**env, "DUNNING_BROKER_URL": broker}, "enqueue", "sweep")
+    assert_one_line_error(result, 2, "invalid DUNNING_BROKER_URL: cannot be read as redis://")
+    assert "percent-encode" in result.stderr
+    assert "mZ9-vault" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    assert queued_messages(settings) == []
+
+
+@pytest.mark.redis
+def test_a_percent_encoded_broker_password_reaches_redis_decoded(
+    dunning: Any, env: dict[str, str]
+) -> None:
+    password = "Tq7/mZ9@v:a#u?l%t"
+    user = f"dunning-test-{uuid.uuid4().hex[:12]}"
+    admin = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    admin.acl_setuser(
+        user, enabled=True, passwords=[f"+{password}"], keys=["*"], commands=["+@all"]
+    )
+    try:
+        with claimed_redis_db() as url:
+            broker = url.replace("redis://", f"redis://{user}:{quote(password, safe='')}@")
+            result = dunning({**env, "DUNNING_BROKER_URL": broker}, "enqueue", "sweep", "--json")
+            assert result.returncode == 0, result.stderr
+            assert "mZ9" not in result.stdout + result.stderr
+            client = redis.Redis.from_url(url)
+            try:
+                assert client.llen("dunning:celery") == 1
+            finally:
+                client.close()
+    finally:
+        admin.acl_deluser(user)
+        admin.close()
+
+
 @pytest.mark.parametrize(
     ("argument", "code", "text"),
     [
         ("abc", 2, "intent id must be a whole number, got 'abc'"),
         ("0", 2, "intent id must be positive"),
         ("999", 2, "no intent #999"),
+        ("1" * 23, 2, "intent id must be at most 9223372036854775807, got a 23-digit number"),
+        ("9" * 5000, 2, "intent id must be at most 9223372036854775807, got a 5000-digit number"),
+        ("x" * 500, 2, "intent id must be a whole number, got 'xxxxxxxxxx"),
     ],
 )
 def test_retry_rejects_bad_ids(
@@ -314,6 +358,40 @@ def test_pause_until_refuses_a_past_or_bad_date(dunning: Any, env: dict[str, str
 
 def test_pause_needs_a_customer_id(dunning: Any, env: dict[str, str]) -> None:
     assert_one_line_error(dunning(env, "pause", "  "), 2, "customer id must not be empty")
+
+
+def _controls(url: str) -> int:
+    from sqlalchemy import create_engine, func, select
+
+    from worker.store.models import CustomerControl
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(select(func.count()).select_from(CustomerControl)).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["pause", "c" * 5000], "customer id must be at most 255 characters"),
+        (["pause", "cus\x00tomer"], "customer id must not contain control characters"),
+        (["pause", "cus_00001", "--reason", "bad\x00reason"], "reason must not contain control"),
+        (["resume", "c" * 256], "customer id must be at most 255 characters"),
+        (["enqueue", "sweep", "--customer", "cus\ttab"], "must not contain control characters"),
+    ],
+)
+def test_a_customer_id_or_reason_the_ledger_cannot_hold_is_one_line_and_writes_nothing(
+    dunning: Any, env: dict[str, str], db_url: str, args: list[str], text: str
+) -> None:
+    result = dunning({**env, "DUNNING_DATABASE_URL": db_url}, *args)
+    assert_one_line_error(result, 2, text)
+    assert "Traceback" not in result.stderr
+    assert _controls(db_url) == 0
 
 
 @pytest.mark.slow

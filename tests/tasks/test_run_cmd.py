@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
+from urllib.parse import quote
+
+import pytest
 
 from config import load_settings
+from tests.tasks.support import child_env, write_policy
 from worker.cli.run_cmd import Pool, RunOptions, free_port, port_is_free, worker_command
+
+DUNNING = str(Path(sys.executable).with_name("dunning"))
 
 
 def test_embedded_worker_runs_beat_with_its_schedule_in_the_data_dir(tmp_path: Path) -> None:
@@ -37,3 +46,35 @@ def test_a_busy_sandbox_port_is_detected() -> None:
         assert not port_is_free(port)
     other = free_port()
     assert port_is_free(other)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_run_shows_the_database_and_broker_with_their_passwords_masked(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # The server trusts local connections, so any password is accepted: the point is where
+    # the URL is shown. Written as is ('/' '#' '?' ':' '%' need no encoding for SQLAlchemy).
+    password = "Tq7/mZ9#vQ?aR:uS%lt"
+    database = postgres_url.replace("://postgres@", f"://postgres:{password}@")
+    broker = f"redis://:{quote(password, safe='')}@127.0.0.1:{free_port()}/0"
+    env = child_env(
+        DUNNING_DATA_DIR=str(tmp_path / "data"),
+        DUNNING_DATABASE_URL=database,
+        DUNNING_BROKER_URL=broker,
+        DUNNING_POLICY_FILE=str(write_policy(tmp_path)),
+        LAGO_API_URL="http://127.0.0.1:1",
+        DUNNING_LOG_FORMAT="json",
+    )
+    done = subprocess.run(
+        [DUNNING, "run"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 1, done.stderr
+    records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    ready = next(record for record in records if record["event"] == "database_ready")
+    assert ready["url"] == postgres_url.replace("://postgres@", "://postgres:***@")
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1
+    assert "cannot reach the broker redis://:***@127.0.0.1:" in errors[0]
+    for fragment in ("Tq7", "mZ9", "vQ", "aR", "uS", "%lt", quote(password, safe="")):
+        assert fragment not in done.stderr + done.stdout

@@ -25,16 +25,16 @@ T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
 def make_runtime(db_url: str, sandbox: SandboxHandle, tmp_path: Path, **settings: Any) -> Runtime:
-    loaded = load_settings(
-        data_dir=tmp_path / "data",
-        database_url=db_url,
-        lago_api_key=sandbox.api_key,
-        rate_limit_rps=0,
-        lago_max_retries=0,
-        lago_timeout_s=5,
-        **settings,
-    )
-    return open_runtime(loaded, lago_url=sandbox.url)
+    """`settings` (field names) override the test defaults below."""
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "database_url": db_url,
+        "lago_api_key": sandbox.api_key,
+        "rate_limit_rps": 0,
+        "lago_max_retries": 0,
+        "lago_timeout_s": 5,
+    }
+    return open_runtime(load_settings(**{**values, **settings}), lago_url=sandbox.url)
 
 
 def overdue_invoices(sandbox: SandboxHandle, customer: str, currency: str) -> list[dict[str, Any]]:

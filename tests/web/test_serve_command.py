@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -134,3 +136,50 @@ def test_serve_rejects_a_bad_port(
     env = _env(sqlite_url, sandbox, tmp_path)
     assert _run_in_process(["serve", "--port", port], monkeypatch, env) == 2
     assert capsys.readouterr().err == f"error: invalid --port {port}: use 1-65535\n"
+
+
+@pytest.fixture
+def serve_fails(
+    sqlite_url: str,
+    sandbox: SandboxHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Callable[..., tuple[int, list[str], str]]:
+    """Run `dunning serve ARGS` in-process on a migrated ledger: (exit code, the stderr
+    lines that are not JSON logs, all of stderr)."""
+    upgrade(sqlite_url)
+    env = _env(sqlite_url, sandbox, tmp_path)
+
+    def run(*args: str) -> tuple[int, list[str], str]:
+        code = _run_in_process(["serve", *args], monkeypatch, env)
+        err = capsys.readouterr().err
+        return code, [line for line in err.splitlines() if not line.startswith("{")], err
+
+    return run
+
+
+def test_serve_on_a_busy_port_is_one_line_with_exit_1(
+    serve_fails: Callable[..., tuple[int, list[str], str]],
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, errors, err = serve_fails("--port", str(port))
+    assert code == 1, err
+    assert errors == [
+        f"error: cannot listen on 127.0.0.1:{port}: the address is already in use "
+        "(another process listens there: stop it or choose another --port)"
+    ]
+    assert "Traceback" not in err
+    assert "uvicorn" not in err
+
+
+def test_serve_on_a_host_that_does_not_resolve_is_one_line_with_exit_2(
+    serve_fails: Callable[..., tuple[int, list[str], str]],
+) -> None:
+    code, errors, err = serve_fails("--host", "no such host")
+    assert code == 2, err
+    assert len(errors) == 1
+    assert errors[0].startswith("error: invalid --host 'no such host': ")

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from tests.fixtures.sandbox import SandboxHandle
@@ -115,11 +116,12 @@ UNKNOWN = envelope("customer.created", "customer", {"external_id": "cus_x"})
 def test_valid_hmac_and_jwt_are_accepted(protocol_server: httpx.Client, sqlite_rt: Runtime) -> None:
     assert post(protocol_server, UNKNOWN).json() == {"result": "ignored"}
     issuer = sqlite_rt.client.base_url
+    other = envelope("customer.created", "customer", {"external_id": "cus_y"})
     response = post(
         protocol_server,
-        UNKNOWN,
+        other,
         algorithm="jwt",
-        signature=lago_jwt(UNKNOWN, issuer),
+        signature=lago_jwt(other, issuer),
         unique_key="evt-2",
     )
     assert (response.status_code, response.json()) == (200, {"result": "ignored"})
@@ -350,3 +352,173 @@ def test_overdue_notice_postpones_the_next_check(
         assert check.next_check_at is not None
         assert check.next_check_at >= received + timedelta(minutes=59)
     assert intent_row(sqlite_rt, intent_id).outcome is None
+
+
+def test_a_signed_but_absurdly_deep_body_gets_400_and_writes_nothing(
+    protocol_server: httpx.Client, sqlite_rt: Runtime
+) -> None:
+    depth = 30_000  # far beyond any parser's recursion limit, still under the size limit
+    body = b'{"webhook_type": "customer.created", "deep": ' + b"[" * depth + b"]" * depth + b"}"
+    assert len(body) < MAX_BODY
+
+    response = post(protocol_server, body, unique_key="evt-deep")
+
+    assert (response.status_code, response.json()) == (
+        400,
+        {"result": "rejected", "error": "body is nested too deeply"},
+    )
+    assert events(sqlite_rt) == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps({"webhook_type": "invoice.payment_status_updated\u0000", "invoice": {}}),
+        json.dumps({"webhook_type": "customer.created", "customer": {"external_id": "c\u0000"}}),
+        json.dumps({"webhook_type": "customer.created", "cus\u0000": 1}),
+    ],
+)
+def test_a_nul_character_anywhere_in_the_body_gets_400_and_writes_nothing(
+    server: httpx.Client, rt: Runtime, body: str
+) -> None:
+    response = post(server, body.encode(), unique_key="evt-nul")
+
+    assert (response.status_code, response.json()) == (
+        400,
+        {"result": "rejected", "error": "body contains a NUL character"},
+    )
+    assert events(rt) == 0
+
+
+def test_a_webhook_type_that_is_not_a_short_name_gets_400(
+    protocol_server: httpx.Client, sqlite_rt: Runtime
+) -> None:
+    for webhook_type in ("x" * 129, "invoice.\npayment_status_updated", " "):
+        body = json.dumps({"webhook_type": webhook_type}).encode()
+        response = post(protocol_server, body, unique_key="evt-type")
+        assert response.status_code == 400, webhook_type
+    assert events(sqlite_rt) == 0
+
+
+# -- never twice: replays under new keys, and one payment told by several webhooks -------------
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _counts(outcome: str) -> tuple[float, float]:
+    """(outcomes of this kind counted from webhooks, USD cents counted as recovered)."""
+    return (
+        _sample("dunning_outcomes_total", outcome=outcome, source="webhook"),
+        _sample("dunning_recovered_cents_total", currency="USD"),
+    )
+
+
+def _partly_paid(rt: Runtime, sandbox: SandboxHandle) -> tuple[int, str, int]:
+    """A sent intent on one USD invoice of which a third is then paid: (intent, invoice, paid)."""
+    invoices = overdue_invoices(sandbox, "cus_00001", "USD")[:1]
+    intent_id = sent_intent(rt, "cus_00001", invoices)
+    lago_id = invoices[0]["lago_id"]
+    paid = int(invoices[0]["total_due_amount_cents"]) // 3
+    sandbox.pay_invoice(lago_id, amount_cents=paid)
+    return intent_id, lago_id, paid
+
+
+def test_a_webhook_replayed_under_new_unique_keys_is_a_duplicate_counted_once(
+    server: httpx.Client, rt: Runtime, sandbox: SandboxHandle
+) -> None:
+    intent_id, lago_id, paid = _partly_paid(rt, sandbox)
+    body = envelope("invoice.payment_status_updated", "invoice", sandbox.invoice(lago_id))
+    outcomes, recovered = _counts("partially_paid")
+
+    answers = [post(server, body, unique_key=f"evt-replay-{n}").json() for n in range(3)]
+
+    assert answers == [{"result": "processed"}, {"result": "duplicate"}, {"result": "duplicate"}]
+    assert events(rt) == 1
+    row = intent_row(rt, intent_id)
+    assert (row.outcome, row.recovered_cents) == ("partially_paid", paid)
+    assert _counts("partially_paid") == (outcomes + 1, recovered + paid)
+
+
+def test_one_payment_told_by_two_webhook_types_is_recorded_and_counted_once(
+    server: httpx.Client, rt: Runtime, sandbox: SandboxHandle
+) -> None:
+    intent_id, lago_id, paid = _partly_paid(rt, sandbox)
+    status = envelope("invoice.payment_status_updated", "invoice", sandbox.invoice(lago_id))
+    receipt = next(rt.client.iter_payment_receipts(invoice_id=lago_id))
+    told_again = envelope(
+        "payment_receipt.created", "payment_receipt", receipt.model_dump(mode="json")
+    )
+    outcomes, recovered = _counts("partially_paid")
+
+    assert post(server, status, unique_key="evt-status").json() == {"result": "processed"}
+    first = intent_row(rt, intent_id)
+    assert post(server, told_again, unique_key="evt-receipt").json() == {"result": "processed"}
+
+    again = intent_row(rt, intent_id)
+    assert (again.outcome, again.recovered_cents, again.updated_at) == (
+        "partially_paid",
+        paid,
+        first.updated_at,
+    )
+    assert _counts("partially_paid") == (outcomes + 1, recovered + paid)
+
+
+def test_a_payment_through_an_older_attempts_request_is_credited_to_the_latest_only(
+    server: httpx.Client, rt: Runtime, sandbox: SandboxHandle
+) -> None:
+    invoices = overdue_invoices(sandbox, "cus_00001", "USD")[:1]
+    due = int(invoices[0]["total_due_amount_cents"])
+    older = sent_intent(rt, "cus_00001", invoices, attempt=1)
+    newer = sent_intent(rt, "cus_00001", invoices, attempt=2, at=T0 + timedelta(days=3))
+    older_request = next(
+        item
+        for item in sandbox.payment_requests()
+        if item["lago_id"] == intent_row(rt, older).lago_payment_request_id
+    )
+    sandbox.pay_invoice(invoices[0]["lago_id"])  # the customer paid with the first email's link
+    request_paid = envelope(
+        "payment_request.payment_status_updated",
+        "payment_request",
+        {**older_request, "payment_status": "succeeded"},
+    )
+    invoice_paid = envelope(
+        "invoice.payment_status_updated", "invoice", sandbox.invoice(invoices[0]["lago_id"])
+    )
+    outcomes, recovered = _counts("paid")
+
+    assert post(server, request_paid, unique_key="evt-request").json() == {"result": "processed"}
+    assert post(server, invoice_paid, unique_key="evt-invoice").json() == {"result": "processed"}
+
+    latest = intent_row(rt, newer)
+    assert (latest.outcome, latest.recovered_cents) == ("paid", due)
+    assert intent_row(rt, older).recovered_cents is None
+    assert _counts("paid") == (outcomes + 1, recovered + due)
+    assert group_row(rt, "cus_00001", "USD").attempts_used == 0
+
+
+def test_while_lago_cannot_serve_its_key_forged_tokens_cost_one_get_per_window(
+    sqlite_url: str, sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    upgrade(sqlite_url)
+    runtime = make_runtime(sqlite_url, sandbox, tmp_path, lago_max_retries=4)
+    now = [0.0]
+    # The app's own key cache (10 s after a failed fetch), on a clock the test moves.
+    keys = PublicKeyCache(runtime.client.get_webhook_public_key, clock=lambda: now[0])
+    sandbox.set_faults(error_rate=1.0)  # Lago answers 500 to everything
+    sandbox.reset_stats()
+    forged = forged_jwt(UNKNOWN, runtime.client.base_url)
+    try:
+        with (
+            serving(create_app(runtime, public_keys=keys)) as url,
+            httpx.Client(base_url=url, timeout=30) as client,
+        ):
+            for step in range(80):  # 40 s of forged webhooks, two a second
+                now[0] = step * 0.5
+                answer = post(client, UNKNOWN, algorithm="jwt", signature=forged)
+                assert answer.status_code == 503
+        assert events(runtime) == 0
+    finally:
+        runtime.close()
+    assert sandbox.request_count("GET /api/v1/webhooks/json_public_key") == 4

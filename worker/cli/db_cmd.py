@@ -12,8 +12,9 @@ from sqlalchemy import Engine
 
 from config import mask_url
 from worker.cli.common import cli_settings
-from worker.store.db import make_engine
-from worker.store.errors import StoreError
+from worker.cli.errors import EXIT_FAILURE, EXIT_USAGE
+from worker.store.db import engine_for
+from worker.store.errors import DatabaseUrlError, StoreError
 from worker.store.migrate import current_revision, downgrade, head_revision, upgrade
 
 db_app = typer.Typer(
@@ -29,10 +30,9 @@ def _engine() -> Iterator[tuple[Engine, str]]:
     if settings.log_level != "DEBUG":
         # Alembic narrates each step at INFO; our one-line summary says what happened.
         logging.getLogger("alembic").setLevel(logging.WARNING)
-    url = settings.resolved_database_url
-    engine = make_engine(url)
+    engine = engine_for(settings)
     try:
-        yield engine, mask_url(url)
+        yield engine, mask_url(settings.resolved_database_url)
     finally:
         engine.dispose()
 
@@ -42,7 +42,9 @@ def _one_line_errors(action: Callable[[], None]) -> None:
         action()
     except StoreError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(
+            EXIT_USAGE if isinstance(exc, DatabaseUrlError) else EXIT_FAILURE
+        ) from None
 
 
 @db_app.command("upgrade")

@@ -37,11 +37,12 @@ def describe(exc: BaseException) -> tuple[str, int]:
     from worker.lago.errors import (
         LagoConnectionError,
         LagoError,
+        LagoRequestError,
         LagoTimeoutError,
         LagoUnauthorizedError,
     )
     from worker.services.runtime import RuntimeSetupError
-    from worker.store.errors import StoreError
+    from worker.store.errors import DatabaseUrlError, StoreError
 
     if isinstance(exc, CliError):
         return str(exc), exc.exit_code
@@ -49,6 +50,8 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return f"configuration error: {exc}", EXIT_USAGE
     if isinstance(exc, LagoUnauthorizedError):
         return "Lago rejected the API key: check LAGO_API_KEY", EXIT_FAILURE
+    if isinstance(exc, LagoRequestError):
+        return f"cannot send requests to Lago ({exc}): check LAGO_API_KEY", EXIT_FAILURE
     if isinstance(exc, LagoConnectionError | LagoTimeoutError):
         return (
             f"cannot reach Lago ({exc}): check LAGO_API_URL and that Lago is up",
@@ -58,6 +61,8 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return f"Lago error: {exc}", EXIT_FAILURE
     if isinstance(exc, PolicyFileError):
         return f"invalid policy file: {exc}", EXIT_USAGE
+    if isinstance(exc, DatabaseUrlError):
+        return str(exc), EXIT_USAGE
     if isinstance(exc, StoreError):
         return str(exc), EXIT_FAILURE
     if isinstance(exc, RuntimeSetupError):

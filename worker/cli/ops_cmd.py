@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from sqlalchemy import Engine
@@ -77,21 +77,63 @@ def enqueue_send(settings: Settings, intent_id: int) -> str:
     return send_task_by_name(settings, SEND_TASK, args=[intent_id])
 
 
+#: Ids are 64-bit integers in both databases.
+MAX_INTENT_ID = 2**63 - 1
+#: The ledger keeps external customer ids in 255 characters.
+MAX_CUSTOMER_ID_LENGTH = 255
+
+
 def parse_intent_id(value: str) -> int:
+    text = value.strip()
+    digits = len(text.lstrip("0"))
+    # Checked before int(): past 4300 digits Python refuses to convert at all.
+    if text.isdigit() and digits > len(str(MAX_INTENT_ID)):
+        _too_large(digits)
     try:
-        intent_id = int(value.strip())
+        intent_id = int(text)
     except ValueError:
-        fail(f"intent id must be a whole number, got {value!r}", exit_code=EXIT_USAGE)
+        fail(f"intent id must be a whole number, got {_shown(value)}", exit_code=EXIT_USAGE)
     if intent_id < 1:
         fail(f"intent id must be positive, got {intent_id}", exit_code=EXIT_USAGE)
+    if intent_id > MAX_INTENT_ID:
+        _too_large(digits)
     return intent_id
+
+
+def _too_large(digits: int) -> NoReturn:
+    fail(
+        f"intent id must be at most {MAX_INTENT_ID}, got a {digits}-digit number",
+        exit_code=EXIT_USAGE,
+    )
 
 
 def _customer_id(value: str) -> str:
     customer = value.strip()
     if not customer:
         fail("customer id must not be empty", exit_code=EXIT_USAGE)
+    if len(customer) > MAX_CUSTOMER_ID_LENGTH:
+        fail(
+            f"customer id must be at most {MAX_CUSTOMER_ID_LENGTH} characters, got {len(customer)}",
+            exit_code=EXIT_USAGE,
+        )
+    _printable("customer id", customer)
     return customer
+
+
+def _reason(value: str | None) -> str | None:
+    if value is not None:
+        _printable("reason", value)
+    return value
+
+
+def _printable(what: str, value: str) -> None:
+    """Refuse control characters (a NUL cannot even be stored by PostgreSQL)."""
+    if not value.isprintable():
+        fail(f"{what} must not contain control characters", exit_code=EXIT_USAGE)
+
+
+def _shown(value: str) -> str:
+    return repr(value) if len(value) <= 40 else repr(value[:37]) + "..."
 
 
 def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
@@ -99,16 +141,9 @@ def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
 
 
 def _engine(settings: Settings) -> Engine:
-    from worker.store.db import make_engine
-    from worker.store.migrate import ensure_schema_current
+    from worker.store.migrate import current_engine
 
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        ensure_schema_current(engine)
-    except Exception:
-        engine.dispose()
-        raise
-    return engine
+    return current_engine(settings)
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
@@ -258,6 +293,7 @@ def pause_command(
     from worker.store.db import write_tx
 
     customer = _customer_id(customer_id)
+    reason = _reason(reason)
     now = datetime.now(UTC)
     hold_end = parse_until(until, now)
     engine = _engine(load_settings())

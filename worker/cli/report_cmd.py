@@ -35,17 +35,9 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")
 
 
 def _engine() -> Engine:
-    from worker.store.db import make_engine
-    from worker.store.migrate import ensure_schema_current
+    from worker.store.migrate import current_engine
 
-    settings = cli_settings(quiet_logs=True)
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        ensure_schema_current(engine)
-    except Exception:
-        engine.dispose()
-        raise
-    return engine
+    return current_engine(cli_settings(quiet_logs=True))
 
 
 def parse_since(value: str | None) -> datetime | None:

@@ -7,6 +7,8 @@ ones need `DUNNING_WEBHOOK_HMAC_KEY` (Lago's "HMAC Signature Token", not the API
 
 from __future__ import annotations
 
+import errno
+import socket
 from typing import Annotated
 
 import typer
@@ -32,17 +34,56 @@ def serve(
     log = get_logger(__name__)
     try:
         app = create_app(rt)
+        # Bound here, not by uvicorn: a busy port is then one line (uvicorn logs its own error
+        # and exits 3).
+        listening = listen(host, port)
         log.info(
             "serving",
             url=f"http://{host}:{port}{WEBHOOK_PATH}",
             hmac_key_set=settings.webhook_hmac_key is not None,
         )
+        config = uvicorn.Config(app, log_config=None, access_log=False)
         try:
-            uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
-        except OSError as exc:
-            fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+            uvicorn.Server(config).run(sockets=[listening])
+        finally:
+            listening.close()
     finally:
         rt.close()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port, or one line: exit 2 for a host that does not
+    resolve, exit 1 when the address cannot be taken (busy, not ours, no permission)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else "not a host name"
+        fail(f"invalid --host {host!r}: {reason}", exit_code=EXIT_USAGE)
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        fail(f"cannot listen on {host}:{port}: {_bind_problem(exc)}")
+    sock.set_inheritable(True)
+    return sock
+
+
+def _bind_problem(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            "the address is already in use (another process listens there: stop it or "
+            "choose another --port)"
+        )
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges: choose another --port)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "this machine has no such address (use 127.0.0.1 or 0.0.0.0)"
+    return exc.strerror or type(exc).__name__
 
 
 def register(app: typer.Typer) -> None:

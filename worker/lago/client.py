@@ -24,12 +24,14 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, SecretStr
 
+from config.settings import api_key_problem
 from worker.lago.errors import (
     LagoAmbiguousError,
     LagoConnectionError,
     LagoError,
     LagoMalformedResponseError,
     LagoRateLimitedError,
+    LagoRequestError,
     LagoServerError,
     LagoTimeoutError,
 )
@@ -103,6 +105,9 @@ class LagoClient:
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
+        problem = api_key_problem(api_key.get_secret_value())
+        if problem is not None:
+            raise ValueError(f"the Lago API key {problem}")
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self.concurrency = concurrency
@@ -194,10 +199,12 @@ class LagoClient:
         *,
         params: QueryParams | None = None,
         json: dict[str, Any] | None = None,
+        retry: bool = True,
     ) -> httpx.Response:
         """Send one logical request with retries; return a 2xx response or raise LagoError.
 
         `template` names the endpoint without ids (e.g. "/api/v1/invoices/{lago_id}").
+        `retry=False`: one attempt only (the caller has its own, slower, retry schedule).
         """
         endpoint = f"{method} {template}"
         idempotent = method == "GET"
@@ -230,7 +237,9 @@ class LagoClient:
                     raise _ambiguous(endpoint, error)
                 if not status_is_retryable(response.status_code):
                     raise error
-            if not should_retry(retries_taken, self.retry_policy, advertised_s=advertised):
+            if not retry or not should_retry(
+                retries_taken, self.retry_policy, advertised_s=advertised
+            ):
                 if isinstance(error, LagoRateLimitedError) and advertised is not None:
                     # Let everybody sharing the limiter back off before the caller tries again.
                     self._limiter.pause(min(advertised, self.retry_policy.max_server_delay_s))
@@ -247,19 +256,34 @@ class LagoClient:
         """(outcome label, error, whether the request may have reached Lago)."""
         if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout | httpx.ConnectError):
             label = "connect_error" if isinstance(exc, httpx.ConnectError) else "connect_timeout"
-            message = f"could not connect to {self._host} ({_exc_text(exc)})"
+            message = f"could not connect to {self._host} ({self._exc_text(exc)})"
             return label, LagoConnectionError(message, endpoint=endpoint), False
-        if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
-            message = f"could not send to {self._host} ({_exc_text(exc)})"
-            return "request_error", LagoConnectionError(message, endpoint=endpoint), False
+        if isinstance(exc, httpx.LocalProtocolError):
+            # h11's text quotes the offending header, e.g. "Illegal header value b'Bearer ...'":
+            # never repeat it.
+            message = (
+                f"the request to {self._host} is not valid HTTP (a header value such as the "
+                "API key contains a forbidden character)"
+            )
+            return "request_error", LagoRequestError(message, endpoint=endpoint), False
+        if isinstance(exc, httpx.UnsupportedProtocol):
+            message = f"could not send to {self._host} ({self._exc_text(exc)})"
+            return "request_error", LagoRequestError(message, endpoint=endpoint), False
         if isinstance(exc, httpx.TimeoutException):
             message = f"no answer from {self._host} in time ({type(exc).__name__})"
             return "timeout", LagoTimeoutError(message, endpoint=endpoint), True
-        message = f"connection to {self._host} failed mid-request ({_exc_text(exc)})"
+        message = f"connection to {self._host} failed mid-request ({self._exc_text(exc)})"
         return "connection_dropped", LagoConnectionError(message, endpoint=endpoint), True
 
-    def _get_json(self, template: str, path: str, params: QueryParams | None = None) -> Any:
-        response = self._send("GET", template, path, params=params)
+    def _exc_text(self, exc: Exception) -> str:
+        """The exception's text on one line, at most 200 characters, without the API key."""
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        return text.replace(self._api_key.get_secret_value(), "***")[:200]
+
+    def _get_json(
+        self, template: str, path: str, params: QueryParams | None = None, *, retry: bool = True
+    ) -> Any:
+        response = self._send("GET", template, path, params=params, retry=retry)
         return decode_json(response.content, endpoint=f"GET {template}")
 
     def _post_json(self, template: str, body: dict[str, Any]) -> Any:
@@ -461,10 +485,15 @@ class LagoClient:
         return unwrap(body, "customer", Customer, endpoint=f"GET {template}")
 
     def get_webhook_public_key(self) -> str:
-        """The PEM text of the RSA key Lago signs JWT webhooks with."""
+        """The PEM text of the RSA key Lago signs JWT webhooks with.
+
+        One attempt, never retried here: the webhook receiver's key cache decides when to
+        ask again (at most once per window), so a Lago outage plus forged tokens cannot turn
+        into a burst of GETs.
+        """
         template = f"{API}/webhooks/json_public_key"
         endpoint = f"GET {template}"
-        body = self._get_json(template, template)
+        body = self._get_json(template, template, retry=False)
         webhook = body.get("webhook") if isinstance(body, dict) else None
         encoded = webhook.get("public_key") if isinstance(webhook, dict) else None
         if not isinstance(encoded, str) or not encoded:
@@ -516,11 +545,6 @@ def _segment(value: str) -> str:
     if value in {"", ".", ".."}:
         raise ValueError(f"invalid id {value!r}")
     return quote(value, safe="")
-
-
-def _exc_text(exc: Exception) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:200]
 
 
 def _ambiguous(endpoint: str, cause: LagoError) -> LagoAmbiguousError:

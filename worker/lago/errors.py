@@ -2,7 +2,9 @@
 
     LagoError                          every failure of a Lago call
     ├── LagoConnectionError            could not connect (the request was never sent), or,
-    │                                  on a GET only, the connection dropped mid-answer
+    │   │                              on a GET only, the connection dropped mid-answer
+    │   └── LagoRequestError           the request could not even be written (an invalid
+    │                                  header value or URL): never sent, not a network fault
     ├── LagoTimeoutError               no answer in time (a GET may be retried)
     ├── LagoMalformedResponseError     the answer is not JSON or not the documented shape
     ├── LagoAmbiguousError             a POST whose outcome is unknown (timeout, dropped
@@ -43,6 +45,13 @@ class LagoError(Exception):
 
 class LagoConnectionError(LagoError):
     transient = True
+
+
+class LagoRequestError(LagoConnectionError):
+    """Refused before it left this process (e.g. a header value HTTP forbids). Its message
+    never quotes the request: a header could be the API key."""
+
+    transient = False
 
 
 class LagoTimeoutError(LagoError):

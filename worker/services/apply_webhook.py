@@ -1,11 +1,18 @@
-"""Apply a verified Lago webhook to the ledger, once per `X-Lago-Unique-Key`.
+"""Apply a verified Lago webhook to the ledger, once per `X-Lago-Unique-Key` and signed body.
 
 The signature is checked by the web layer before this is called. Here:
-1. a replay (the unique key was already processed) does nothing;
+1. a replay (the unique key or the digest of the signed body was already processed) does
+   nothing: the unique key is not signed, so a captured webhook replayed under a new key is
+   recognised by its body;
 2. the facts needed are gathered from the payload, and any other invoice of a dunned group is
    confirmed with `GET /api/v1/invoices/{id}` (no transaction is open during HTTP);
-3. one write transaction inserts the `webhook_events` row (UNIQUE key: a concurrent duplicate
-   delivery inserts nothing and changes nothing) and applies the changes.
+3. one write transaction inserts the `webhook_events` row (UNIQUE key and digest: a concurrent
+   duplicate delivery inserts nothing and changes nothing) and applies the changes.
+
+Different webhooks often carry the same news (`invoice.payment_status_updated`, then
+`payment_receipt.created` and `payment_request.payment_status_updated` for one payment):
+an outcome already recorded is not recorded or counted again, and a payment is credited to
+the group's latest attempt only, whichever webhook names it.
 
 What changes the ledger:
 - `invoice.payment_status_updated`, `payment_receipt.created`: settled invoices settle the
@@ -20,8 +27,7 @@ Other types are recorded (for dedupe) and ignored.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -43,9 +49,11 @@ from worker.services.reconcile_outcomes import (
     next_check_delay,
     publish,
     record_assessment,
+    superseded_clause,
     unsettled_intents_of,
 )
 from worker.services.runtime import Runtime
+from worker.services.webhook_envelope import WebhookPayloadError
 from worker.store.db import read_session, write_tx
 from worker.store.intents import cancel_intent
 from worker.store.models import PaymentRequestIntent
@@ -65,10 +73,6 @@ HANDLED_TYPES = frozenset(
 )
 MAX_UNIQUE_KEY_LENGTH = 255
 FAILURE_RECHECK = timedelta(minutes=15)
-
-
-class WebhookPayloadError(Exception):
-    """The (authentic) webhook body is not what Lago sends. `str()` is one line."""
 
 
 class PaymentRequestFailure(BaseModel):
@@ -94,51 +98,46 @@ Plan = Callable[[Session], tuple[list[Recorded], int]]
 """Applies the changes inside the write transaction; returns (outcomes, intents cancelled)."""
 
 
-def parse_envelope(body: bytes) -> dict[str, Any]:
-    """The JSON object of a webhook body, with a string `webhook_type`."""
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise WebhookPayloadError("body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise WebhookPayloadError("body is not a JSON object")
-    webhook_type = payload.get("webhook_type")
-    if not isinstance(webhook_type, str) or not webhook_type:
-        raise WebhookPayloadError("body lacks a 'webhook_type' string")
-    return payload
-
-
 def apply_webhook(
     rt: Runtime,
     *,
     unique_key: str,
+    payload_digest: str,
     payload: Mapping[str, Any],
     now: datetime | None = None,
 ) -> WebhookOutcome:
-    """Apply one webhook; raises `WebhookPayloadError` when its object is malformed."""
+    """Apply one webhook; raises `WebhookPayloadError` when its object is malformed.
+
+    `payload_digest`: `webhook_events.payload_digest(body)` of the signed body.
+    """
     if not unique_key or len(unique_key) > MAX_UNIQUE_KEY_LENGTH:
         raise WebhookPayloadError("X-Lago-Unique-Key is missing or too long")
     webhook_type = str(payload.get("webhook_type", ""))
     now = now or rt.clock()
     bound = log.bind(unique_key=unique_key, webhook_type=webhook_type)
-    if _already_seen(rt, unique_key):
+    if _already_seen(rt, unique_key, payload_digest):
         bound.info("webhook replay ignored")
         return WebhookOutcome("duplicate", webhook_type)
     plan = _plan(rt, webhook_type, payload, now=now) if webhook_type in HANDLED_TYPES else None
     with write_tx(rt.engine) as session:
         if not insert_webhook_event(
-            session, unique_key=unique_key, webhook_type=webhook_type, now=now
+            session,
+            unique_key=unique_key,
+            digest=payload_digest,
+            webhook_type=webhook_type,
+            now=now,
         ):
             bound.info("webhook replay ignored")
             return WebhookOutcome("duplicate", webhook_type)
         recorded, cancelled = plan(session) if plan is not None else ([], 0)
     publish(recorded, source="webhook")
+    changed = [item for item in recorded if item.changed]
     outcome = WebhookOutcome(
         "processed" if plan is not None else "ignored",
         webhook_type,
-        intents_updated=len(recorded),
+        intents_updated=len(changed),
         intents_cancelled=cancelled,
-        groups_reset=sum(1 for item in recorded if item.group_reset),
+        groups_reset=sum(1 for item in changed if item.group_reset),
     )
     bound.info(
         "webhook applied",
@@ -150,9 +149,9 @@ def apply_webhook(
     return outcome
 
 
-def _already_seen(rt: Runtime, unique_key: str) -> bool:
+def _already_seen(rt: Runtime, unique_key: str, digest: str) -> bool:
     with read_session(rt.engine) as session:
-        return webhook_seen(session, unique_key)
+        return webhook_seen(session, unique_key=unique_key, digest=digest)
 
 
 def _object(payload: Mapping[str, Any], key: str, model: type[Any]) -> Any:
@@ -233,7 +232,12 @@ def _plan_invoices_settled(
                 schedule_check(session, intent.id, next_check_at=now, checked_at=None)
                 continue
             item = record_assessment(
-                session, intent.id, assessment, now=now, next_check_at=now + next_check_delay(0)
+                session,
+                intent.id,
+                assessment,
+                now=now,
+                next_check_at=now + next_check_delay(0),
+                reschedule_unchanged=False,
             )
             if item is not None:
                 recorded.append(item)
@@ -282,18 +286,26 @@ def cancel_pending_covering(
 
 def _intent_for_request(rt: Runtime, lago_payment_request_id: str) -> TrackedIntent | None:
     with read_session(rt.engine) as session:
-        row = session.execute(
-            select(PaymentRequestIntent).where(
+        found = session.execute(
+            select(PaymentRequestIntent, superseded_clause().label("superseded")).where(
                 PaymentRequestIntent.lago_payment_request_id == lago_payment_request_id
             )
-        ).scalar_one_or_none()
-        return TrackedIntent.from_row(row) if row is not None else None
+        ).one_or_none()
+        if found is None:
+            return None
+        row, superseded = found
+        return TrackedIntent.from_row(row, superseded=bool(superseded))
 
 
 def _plan_request_status(rt: Runtime, request: PaymentRequest, *, now: datetime) -> Plan:
     intent = _intent_for_request(rt, request.lago_id)
     if intent is None or request.payment_status not in ("succeeded", "failed"):
         return _nothing  # pending, or a status we do not know: nothing is proven
+    if intent.superseded:
+        # A newer attempt of the group took over: a payment is credited to it (as
+        # reconciliation does), through the invoices, never to this one as well.
+        invoice_ids = [invoice.lago_id for invoice in request.invoices]
+        return _plan_by_invoices(rt, invoice_ids, intent.external_customer_id, now=now)
     invoices = {invoice.lago_id: invoice for invoice in request.invoices}
     if request.payment_status == "succeeded":
         asked = intent.amount_cents if request.amount_cents is None else request.amount_cents
@@ -315,6 +327,7 @@ def _plan_request_status(rt: Runtime, request: PaymentRequest, *, now: datetime)
             now=now,
             checked=False,
             next_check_at=now + FAILURE_RECHECK,
+            reschedule_unchanged=False,
         )
         cancelled = cancel_pending_covering(
             session, settled, external_customer_id=intent.external_customer_id, now=now
@@ -341,6 +354,7 @@ def _plan_request_failed(rt: Runtime, lago_payment_request_id: str, *, now: date
             now=now,
             checked=False,
             next_check_at=now + FAILURE_RECHECK,
+            reschedule_unchanged=False,
         )
         return ([item] if item is not None else []), 0
 
@@ -354,7 +368,7 @@ def _plan_receipt(rt: Runtime, receipt: PaymentReceipt, *, now: datetime) -> Pla
     payment = receipt.payment
     if payment.payable_type == "PaymentRequest" and payment.lago_payable_id:
         intent = _intent_for_request(rt, payment.lago_payable_id)
-        if intent is not None:
+        if intent is not None and not intent.superseded:
             return _plan_request_status(
                 rt,
                 PaymentRequest(
@@ -366,17 +380,24 @@ def _plan_receipt(rt: Runtime, receipt: PaymentReceipt, *, now: datetime) -> Pla
                 ),
                 now=now,
             )
-    if not payment.invoice_ids:
+    return _plan_by_invoices(rt, payment.invoice_ids, payment.external_customer_id, now=now)
+
+
+def _plan_by_invoices(
+    rt: Runtime, invoice_ids: Sequence[str], external_customer_id: str | None, *, now: datetime
+) -> Plan:
+    """Money arrived for these invoices, but whether they are settled is confirmed with Lago
+    (one GET each) before any outcome is recorded."""
+    if not invoice_ids:
         return _nothing
-    # A receipt says money arrived, not whether the invoices are settled: confirm each.
     try:
-        confirmed = fetch_invoices(rt, payment.invoice_ids)
+        confirmed = fetch_invoices(rt, invoice_ids)
     except InvoiceLookupError as exc:
-        log.warning("cannot confirm receipt invoices", error=str(exc))
+        log.warning("cannot confirm the paid invoices", error=str(exc))
         confirmed = {}
     if not confirmed:
-        return _plan_check_soon(rt, payment.invoice_ids, payment.external_customer_id, now=now)
-    return _plan_invoices_settled(rt, confirmed.values(), payment.external_customer_id, now=now)
+        return _plan_check_soon(rt, invoice_ids, external_customer_id, now=now)
+    return _plan_invoices_settled(rt, confirmed.values(), external_customer_id, now=now)
 
 
 def _plan_check_soon(

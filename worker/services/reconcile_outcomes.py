@@ -187,7 +187,7 @@ class TrackedIntent:
         )
 
 
-def _superseded_clause() -> Exists:
+def superseded_clause() -> Exists:
     newer = aliased(PaymentRequestIntent)
     return exists().where(
         newer.group_key == PaymentRequestIntent.group_key,
@@ -222,7 +222,7 @@ def due_intents(
 ) -> list[TrackedIntent]:
     """Unsettled sent/adopted intents due for a check (plus those in `also`, first), the
     longest-waiting first."""
-    superseded = _superseded_clause().label("superseded")
+    superseded = superseded_clause().label("superseded")
     statement = (
         select(PaymentRequestIntent, superseded)
         .outerjoin(IntentOutcomeCheck, IntentOutcomeCheck.intent_id == PaymentRequestIntent.id)
@@ -263,7 +263,7 @@ def unsettled_intents_of(
     statement = select(PaymentRequestIntent).where(
         PaymentRequestIntent.status.in_(TRACKED_STATUSES),
         PaymentRequestIntent.resolved_at.is_(None),
-        ~_superseded_clause(),
+        ~superseded_clause(),
     )
     if external_customer_id is not None:
         statement = statement.where(
@@ -282,7 +282,8 @@ def unsettled_intents_of(
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """One outcome written to the ledger (for logs and metrics after commit)."""
+    """One outcome assessed for the ledger (for logs and metrics after commit). `changed` is
+    False when the ledger already held exactly this outcome: nothing to count again."""
 
     intent_id: int
     currency: str
@@ -291,6 +292,7 @@ class Recorded:
     newly_recovered_cents: int
     final: bool
     group_reset: bool
+    changed: bool = True
 
 
 def record_assessment(
@@ -301,12 +303,17 @@ def record_assessment(
     now: datetime,
     checked: bool = True,
     next_check_at: datetime | None = None,
+    reschedule_unchanged: bool = True,
 ) -> Recorded | None:
     """Write `assessment` on the intent (inside the caller's write transaction).
 
     Returns None when there is nothing to do: the intent is gone, not tracked, or already
     settled (e.g. a webhook got there first). A final `paid` outcome resets the group.
     `next_check_at` is ignored for final outcomes (no more checks).
+
+    An assessment equal to what the ledger holds (same outcome, nothing more recovered) is
+    returned with `changed=False` and not written again; only its check is rescheduled,
+    unless `reschedule_unchanged` is False (a webhook repeating known news changes nothing).
     """
     intent = session.get(PaymentRequestIntent, intent_id)
     if intent is None or intent.status not in TRACKED_STATUSES or intent.resolved_at is not None:
@@ -314,20 +321,23 @@ def record_assessment(
     previous = intent.recovered_cents or 0
     # Partial payments only grow; a later listing or webhook never lowers what was recorded.
     recovered = max(assessment.recovered_cents, previous)
-    set_outcome(
-        session,
-        intent_id=intent_id,
-        outcome=assessment.outcome,
-        recovered_cents=recovered if recovered > 0 or assessment.final else None,
-        now=now,
-        resolved=assessment.final,
-    )
-    schedule_check(
-        session,
-        intent_id,
-        next_check_at=None if assessment.final else next_check_at,
-        checked_at=now if checked else None,
-    )
+    changed = assessment.final or assessment.outcome != intent.outcome or recovered != previous
+    if changed:
+        set_outcome(
+            session,
+            intent_id=intent_id,
+            outcome=assessment.outcome,
+            recovered_cents=recovered if recovered > 0 or assessment.final else None,
+            now=now,
+            resolved=assessment.final,
+        )
+    if changed or reschedule_unchanged:
+        schedule_check(
+            session,
+            intent_id,
+            next_check_at=None if assessment.final else next_check_at,
+            checked_at=now if checked else None,
+        )
     group_reset = assessment.final and assessment.outcome == "paid"
     if group_reset:
         # Lago's rule: paid dunned invoices start the group's dunning cycle over.
@@ -343,16 +353,17 @@ def record_assessment(
         currency=intent.currency,
         outcome=assessment.outcome,
         recovered_cents=recovered,
-        newly_recovered_cents=max(recovered - previous, 0),
+        newly_recovered_cents=recovered - previous,
         final=assessment.final,
         group_reset=group_reset,
+        changed=changed,
     )
 
 
 def publish(recorded: Iterable[Recorded], *, source: str) -> None:
-    """Metrics and logs for outcomes that were committed."""
+    """Metrics and logs for outcomes that were committed; each change counted once."""
     for item in recorded:
-        if item.outcome == "open":
+        if item.outcome == "open" or not item.changed:
             continue
         metrics.record_outcome(
             item.outcome,

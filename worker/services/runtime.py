@@ -18,7 +18,7 @@ from config.policies import PolicySet, load_policies
 from worker import metrics
 from worker.lago import LagoClient
 from worker.lago.ratelimit import limiter_from_settings
-from worker.store.db import make_engine
+from worker.store.db import engine_for
 from worker.store.migrate import ensure_schema_current
 
 
@@ -52,7 +52,7 @@ def open_runtime(
 ) -> Runtime:
     """Build the runtime. `lago_url` overrides the settings (the CLI passes the sandbox URL)."""
     policies = load_policies(settings.policy_file)
-    engine = make_engine(settings.resolved_database_url)
+    engine = engine_for(settings)
     if check_schema:
         ensure_schema_current(engine)
     base_url = lago_url or settings.lago_api_url

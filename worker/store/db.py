@@ -16,46 +16,73 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from psycopg import ProgrammingError
+from psycopg.conninfo import conninfo_to_dict, make_conninfo, timeout_from_conninfo
+from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session
 
-from worker.store.errors import StoreError, translate_errors
+from config import Settings
+from worker.store.errors import DatabaseUrlError, StoreError, bad_option, translate_errors
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE_OPTION = "dunning_write_tx"
 
 
-def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
+def engine_for(settings: Settings) -> Engine:
+    """The engine of the configured database. Only the embedded default (the SQLite file in
+    the data dir) gets its directory created; a configured path must already exist."""
+    return make_engine(
+        settings.resolved_database_url, create_directory=settings.uses_embedded_database
+    )
+
+
+def make_engine(
+    url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, create_directory: bool = False
+) -> Engine:
     """Build the engine for `url` (sqlite:///path or postgresql+psycopg://...).
 
-    For SQLite the file's directory is created if needed. Raises `StoreError` for a URL
-    that cannot be used.
+    A SQLite file's directory must exist unless `create_directory`. Raises `DatabaseUrlError`
+    (a `StoreError`) for a URL that cannot be used: unparseable, another database, or a
+    connection option the driver refuses. Nothing is connected to or written here.
     """
     try:
         parsed = make_url(url)
     except Exception:
-        raise StoreError("invalid DUNNING_DATABASE_URL: not a database URL") from None
+        raise DatabaseUrlError("invalid DUNNING_DATABASE_URL: not a database URL") from None
     if parsed.get_backend_name() == "sqlite":
-        return _make_sqlite_engine(url, parsed.database, busy_timeout_ms)
+        if parsed.query:
+            raise DatabaseUrlError(
+                "invalid DUNNING_DATABASE_URL: a SQLite URL takes no options after '?'; remove them"
+            )
+        return _make_sqlite_engine(url, parsed.database, busy_timeout_ms, create_directory)
     if parsed.get_backend_name() == "postgresql":
+        _check_postgres_options(parsed)
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    raise StoreError(
+    raise DatabaseUrlError(
         f"unsupported database {parsed.get_backend_name()!r} in DUNNING_DATABASE_URL: "
         "use sqlite:///path or postgresql+psycopg://..."
     )
 
 
-def _make_sqlite_engine(url: str, database: str | None, busy_timeout_ms: int) -> Engine:
+def _check_postgres_options(url: URL) -> None:
+    """Ask the driver (libpq's parser) about the URL's options before anything connects."""
+    repeated = sorted(key for key, value in url.query.items() if not isinstance(value, str))
+    if repeated:
+        raise bad_option(f"option {repeated[0]!r} is given more than once")
+    try:
+        _, params = url.get_dialect()().create_connect_args(url)
+        timeout_from_conninfo(conninfo_to_dict(make_conninfo("", **params)))
+    except ProgrammingError as exc:
+        raise bad_option(str(exc).strip().splitlines()[0]) from None
+
+
+def _make_sqlite_engine(
+    url: str, database: str | None, busy_timeout_ms: int, create_directory: bool
+) -> Engine:
     in_memory = database in (None, "", ":memory:") or (database or "").startswith("file::memory:")
     if not in_memory and database is not None:
-        try:
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create the data directory for the SQLite database: {exc.strerror}; "
-                "set DUNNING_DATA_DIR to a writable directory"
-            ) from None
+        _sqlite_directory(Path(database).expanduser().parent, create=create_directory)
     engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
 
     @event.listens_for(engine, "connect")
@@ -77,6 +104,23 @@ def _make_sqlite_engine(url: str, database: str | None, busy_timeout_ms: int) ->
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _sqlite_directory(directory: Path, *, create: bool) -> None:
+    if directory.is_dir():
+        return
+    if not create:
+        raise DatabaseUrlError(
+            f"invalid DUNNING_DATABASE_URL: the directory {str(directory)!r} of the SQLite "
+            "file does not exist; create it or fix the path"
+        )
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the data directory for the SQLite database: {exc.strerror}; "
+            "set DUNNING_DATA_DIR to a writable directory"
+        ) from None
 
 
 def is_sqlite(engine_or_session: Engine | Session | Connection) -> bool:

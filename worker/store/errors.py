@@ -6,6 +6,7 @@ them. Messages never contain a database password.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,10 +21,16 @@ class SchemaError(StoreError):
     """The database schema is missing, out of date, or newer than this code knows."""
 
 
+class DatabaseUrlError(StoreError):
+    """DUNNING_DATABASE_URL cannot be used as written: a configuration error (exit 2)."""
+
+
 # PostgreSQL SQLSTATE classes/codes we explain instead of re-raising raw.
 _PG_DISK_FULL = "53100"
 _PG_OUT_OF_MEMORY = "53200"
 _PG_TOO_MANY_CONNECTIONS = "53300"
+# libpq's words for a connection option it cannot use, e.g. 'invalid sslmode value: "x"'.
+_BAD_OPTION = re.compile(r"invalid connection option|invalid \w+ value|bad value for \w+")
 
 
 def describe_db_error(exc: DBAPIError) -> str | None:
@@ -78,7 +85,18 @@ def translate_errors() -> Iterator[None]:
     try:
         yield
     except DBAPIError as exc:
+        option = _BAD_OPTION.search(str(exc.orig).strip().splitlines()[0] if exc.orig else "")
+        if option is not None:
+            raise bad_option(option.group(0)) from None
         message = describe_db_error(exc)
         if message is None:
             raise
         raise StoreError(message) from exc
+
+
+def bad_option(problem: str) -> DatabaseUrlError:
+    """A connection option of the URL that the driver refuses (`problem` names the option,
+    never the password)."""
+    return DatabaseUrlError(
+        f"invalid DUNNING_DATABASE_URL: {problem}; fix or remove that option after '?'"
+    )

@@ -16,7 +16,8 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Engine
 
-from worker.store.db import make_engine
+from config import Settings
+from worker.store.db import engine_for, make_engine
 from worker.store.errors import SchemaError, StoreError, translate_errors
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -95,6 +96,17 @@ def ensure_schema_current(engine: Engine) -> None:
         f"the database schema is out of date (revision {current}, expected {head}): "
         "run `dunning db upgrade`"
     )
+
+
+def current_engine(settings: Settings) -> Engine:
+    """The engine of the configured database, checked to be at the head revision."""
+    engine = engine_for(settings)
+    try:
+        ensure_schema_current(engine)
+    except Exception:
+        engine.dispose()
+        raise
+    return engine
 
 
 def _first_line(exc: Exception) -> str:

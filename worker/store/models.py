@@ -249,12 +249,15 @@ class HoldoutEntry(Base):
 
 
 class WebhookEvent(Base):
-    """Lago webhooks seen, deduplicated by `X-Lago-Unique-Key`."""
+    """Lago webhooks seen, deduplicated by `X-Lago-Unique-Key` and by the sha256 of the signed
+    body (the key is not signed: a replay under a new key has the same body)."""
 
     __tablename__ = "webhook_events"
+    __table_args__ = (Index("uq_webhook_events_payload_digest", "payload_digest", unique=True),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     unique_key: Mapped[str] = mapped_column(String(255), unique=True)
+    payload_digest: Mapped[str | None] = mapped_column(String(64))
     webhook_type: Mapped[str] = mapped_column(String(128))
     received_at: Mapped[datetime]
     processed_at: Mapped[datetime | None]

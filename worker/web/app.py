@@ -1,6 +1,7 @@
 """The HTTP face of `dunning serve`: Lago webhooks, Prometheus metrics, a health check.
 
-    POST /webhooks/lago   verify the signature, dedupe by X-Lago-Unique-Key, apply at once
+    POST /webhooks/lago   verify the signature, dedupe by X-Lago-Unique-Key and by the digest
+                          of the signed body (the key is not signed), apply at once
     GET  /metrics         Prometheus text exposition (ledger gauges refreshed on each scrape)
     GET  /healthz         200 when the state database answers, 503 otherwise
 
@@ -22,11 +23,13 @@ from starlette.routing import Route
 
 from worker import metrics
 from worker.logging import get_logger
-from worker.services.apply_webhook import WebhookPayloadError, apply_webhook, parse_envelope
+from worker.services.apply_webhook import apply_webhook
 from worker.services.runtime import Runtime
 from worker.services.status import intent_counts
+from worker.services.webhook_envelope import WebhookPayloadError, parse_envelope
 from worker.store.db import read_session
 from worker.store.errors import StoreError
+from worker.store.webhook_events import payload_digest
 from worker.web.signatures import (
     PublicKeyCache,
     PublicKeyUnavailableError,
@@ -103,7 +106,11 @@ def create_app(
             if not unique_key:
                 raise WebhookPayloadError("missing X-Lago-Unique-Key header")
             outcome = await run_in_threadpool(
-                apply_webhook, rt, unique_key=unique_key, payload=payload
+                apply_webhook,
+                rt,
+                unique_key=unique_key,
+                payload_digest=payload_digest(body),
+                payload=payload,
             )
         except WebhookPayloadError as exc:
             log.warning("webhook rejected", reason=str(exc), unique_key=unique_key or None)

@@ -10,7 +10,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from config import load_settings
-from worker.store.db import make_engine
+from worker.store.db import engine_for, make_engine
 from worker.store.models import Base
 
 config = context.config
@@ -45,8 +45,8 @@ def run_migrations_online() -> None:
     if isinstance(given, Connection):
         _run(given)
         return
-    url = config.get_main_option("sqlalchemy.url") or load_settings().resolved_database_url
-    engine = make_engine(url)
+    url = config.get_main_option("sqlalchemy.url")
+    engine = make_engine(url) if url else engine_for(load_settings())
     try:
         with engine.connect() as connection:
             _run(connection)

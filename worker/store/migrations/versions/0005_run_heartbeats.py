@@ -1,7 +1,7 @@
 """Run heartbeats: a sweep that died (SIGKILL, lost host) is marked `abandoned`.
 
 Revision ID: 0005_run_heartbeats
-Revises: 0003_outcome_checks
+Revises: 0004_webhook_payload_digest
 Create Date: 2026-12-01
 
 A running sweep stamps `heartbeat_at` every few seconds; a `running` row whose heartbeat
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_run_heartbeats"
-down_revision: str | None = "0003_outcome_checks"
+down_revision: str | None = "0004_webhook_payload_digest"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
