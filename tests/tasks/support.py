@@ -54,10 +54,12 @@ def _others_connected(client: redis.Redis, number: int) -> bool:
     )
 
 
-@contextmanager
-def claimed_redis_db() -> Iterator[str]:
-    """A Redis URL on a database nobody uses right now; flushed afterwards."""
-    marker = f"lago-dunning-test:{uuid.uuid4().hex}"
+#: Other test runs on the same Redis (a second checkout, a benchmark) may hold every test
+#: database for a while: wait this long for one to come free.
+CLAIM_WAIT_S = 180.0
+
+
+def _claim_free_db(marker: str) -> int | None:
     for number in REDIS_TEST_DBS:
         client = redis.Redis.from_url(f"{REDIS_HOST_URL}/{number}")
         try:
@@ -66,11 +68,21 @@ def claimed_redis_db() -> Iterator[str]:
                 and not _others_connected(client, number)
                 and client.set("lago-dunning-test-claim", marker, nx=True)
             ):
-                break
+                return number
         finally:
             client.close()
-    else:
-        raise RuntimeError("no free Redis test database (8-15): flush a stale one")
+    return None
+
+
+@contextmanager
+def claimed_redis_db() -> Iterator[str]:
+    """A Redis URL on a database nobody uses right now; flushed afterwards."""
+    marker = f"lago-dunning-test:{uuid.uuid4().hex}"
+    deadline = time.monotonic() + CLAIM_WAIT_S
+    while (number := _claim_free_db(marker)) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError("no free Redis test database (8-15): flush a stale one")
+        time.sleep(0.5)
     url = f"{REDIS_HOST_URL}/{number}"
     try:
         yield url
