@@ -41,6 +41,7 @@ from worker.policy.types import (
     Reason,
 )
 from worker.services.collect_groups import CollectedGroups, Malformed, collect_groups
+from worker.services.overdue_snapshot import record_overdue_snapshot
 from worker.services.runtime import Runtime
 from worker.services.send_payment_request import (
     SendOutcome,
@@ -193,6 +194,9 @@ def run_sweep(
             if send_inline:
                 _send_all(rt, summary, progress)
             _reconcile(rt, collected)
+            record_overdue_snapshot(
+                rt, collected, run_id=summary.run_id, now=now, customer=customer
+            )
     except FeatureUnavailableError as exc:
         summary.blocked = str(exc)
         _finish(
