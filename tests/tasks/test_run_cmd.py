@@ -11,7 +11,7 @@ from worker.cli.run_cmd import Pool, RunOptions, free_port, port_is_free, worker
 
 def test_embedded_worker_runs_beat_with_its_schedule_in_the_data_dir(tmp_path: Path) -> None:
     command = worker_command(load_settings(data_dir=tmp_path), RunOptions())
-    assert command[1:6] == ["-m", "celery", "-A", "worker", "worker"]
+    assert command[1:7] == ["-m", "celery", "-A", "worker", "--quiet", "worker"]  # no banner
     assert "--beat" in command
     assert command[command.index("--pool") + 1] == "prefork"
     assert command[command.index("--concurrency") + 1] == "2"
@@ -37,3 +37,25 @@ def test_a_busy_sandbox_port_is_detected() -> None:
         assert not port_is_free(port)
     other = free_port()
     assert port_is_free(other)
+
+
+def test_a_port_left_in_time_wait_by_a_stopped_server_counts_as_free() -> None:
+    """Restarted within a minute, `dunning run` kept moving the sandbox off its port: the
+    probe bound without SO_REUSEADDR, and the stopped server's connections in TIME-WAIT made
+    the port look busy. The sandbox itself binds with SO_REUSEADDR, so it could listen."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server side closes first: its end of the connection is in TIME-WAIT
+    client.close()
+    server.close()
+    assert port_is_free(port)
+    # and the sandbox's own listening socket can take it
+    again = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    again.bind(("127.0.0.1", port))
+    again.close()

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session
 
-from worker.store.errors import StoreError, translate_errors
+from worker.store.errors import StoreConfigError, translate_errors
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE_OPTION = "dunning_write_tx"
@@ -29,19 +29,25 @@ _WRITE_OPTION = "dunning_write_tx"
 def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
     """Build the engine for `url` (sqlite:///path or postgresql+psycopg://...).
 
-    For SQLite the file's directory is created if needed. Raises `StoreError` for a URL
+    For SQLite the file's directory is created if needed. Raises `StoreConfigError` for a URL
     that cannot be used.
     """
     try:
         parsed = make_url(url)
     except Exception:
-        raise StoreError("invalid DUNNING_DATABASE_URL: not a database URL") from None
-    if parsed.get_backend_name() == "sqlite":
+        raise StoreConfigError("invalid DUNNING_DATABASE_URL: not a database URL") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
         return _make_sqlite_engine(url, parsed.database, busy_timeout_ms)
-    if parsed.get_backend_name() == "postgresql":
+    if backend == "postgresql":
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    raise StoreError(
-        f"unsupported database {parsed.get_backend_name()!r} in DUNNING_DATABASE_URL: "
+    if backend == "postgres":
+        raise StoreConfigError(
+            "invalid DUNNING_DATABASE_URL: postgres:// is not a SQLAlchemy URL scheme, "
+            "write postgresql+psycopg://..."
+        )
+    raise StoreConfigError(
+        f"unsupported database {backend!r} in DUNNING_DATABASE_URL: "
         "use sqlite:///path or postgresql+psycopg://..."
     )
 
@@ -52,7 +58,7 @@ def _make_sqlite_engine(url: str, database: str | None, busy_timeout_ms: int) ->
         try:
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(
+            raise StoreConfigError(
                 f"cannot create the data directory for the SQLite database: {exc.strerror}; "
                 "set DUNNING_DATA_DIR to a writable directory"
             ) from None
