@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -28,18 +27,24 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 from typing import IO, Annotated
 
 import typer
 
-import config
 from config import Settings, load_settings, mask_url
 from worker.cli.children import free_port, port_is_free, start_child, stop_child
 from worker.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, fail
 from worker.cli.live_view import Header, LivePanel, NoPanel
+from worker.cli.run_plan import (
+    Pool,
+    RunOptions,
+    child_env,
+    demo_settings,
+    sandbox_command,
+    worker_command,
+)
 
 SANDBOX_START_TIMEOUT_S = 30.0
 #: Celery's soft-shutdown window (30 s) plus time to exit; then the worker is killed.
@@ -47,24 +52,6 @@ WORKER_STOP_TIMEOUT_S = 45.0
 CHILD_STOP_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.2
 LOG_FILE = Path("logs") / "dunning.log"
-
-
-class Pool(StrEnum):
-    PREFORK = "prefork"
-    THREADS = "threads"
-    SOLO = "solo"
-
-
-@dataclass(frozen=True, slots=True)
-class RunOptions:
-    concurrency: int = 2
-    pool: Pool = Pool.PREFORK
-    sandbox_port: int = 8765
-    sandbox_customers: int = 50
-    sandbox_seed: int = 1
-    sandbox_pay_rate: float = 0.3
-    initial_sweep: bool = True
-    live: bool | None = None  # None: when stdout and stderr are a terminal
 
 
 @dataclass(slots=True)
@@ -86,52 +73,6 @@ class _Children:
     worker: subprocess.Popen[bytes] | None = None
 
 
-def sandbox_command(settings: Settings, options: RunOptions, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "sandbox",
-        "--port",
-        str(port),
-        "--customers",
-        str(options.sandbox_customers),
-        "--seed",
-        str(options.sandbox_seed),
-        "--pay-rate",
-        str(options.sandbox_pay_rate),
-        "--api-key",
-        settings.lago_api_key.get_secret_value(),
-    ]
-
-
-def worker_command(settings: Settings, options: RunOptions) -> list[str]:
-    """`celery -A worker --quiet worker -B ...` for this machine (`--quiet`: no banner)."""
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker",
-        "--quiet",
-        "worker",
-        "--beat",
-        "--pool",
-        options.pool.value,
-        "--concurrency",
-        str(options.concurrency),
-        "--loglevel",
-        settings.log_level,
-        "--hostname",
-        "dunning@%h",
-    ]
-    if not settings.broker_is_redis:
-        # One node by construction: no peers to gossip with or sync from, and the filesystem
-        # transport would keep their fanout messages as files nobody reads.
-        command += ["--without-gossip", "--without-mingle"]
-        command += ["--schedule", str((settings.data_dir / "celerybeat-schedule").resolve())]
-    return command
-
-
 def _wait_for_sandbox(
     url: str, process: subprocess.Popen[bytes], stopping: Callable[[], bool], where: str
 ) -> None:
@@ -149,27 +90,6 @@ def _wait_for_sandbox(
     if stopping():
         return
     fail(f"the sandbox did not answer on {url} within {SANDBOX_START_TIMEOUT_S:.0f} s")
-
-
-#: The policy of the embedded demo (sandbox data, a sweep every minute), used when neither
-#: LAGO_API_URL nor DUNNING_POLICY_FILE is set.
-DEMO_POLICY_FILE = Path(config.__file__).resolve().parent / "policies.demo.yaml"
-
-
-def demo_settings(settings: Settings) -> Settings:
-    """With the sandbox standing in for Lago and no policy file chosen, use the demo policy."""
-    if settings.uses_sandbox and "policy_file" not in settings.model_fields_set:
-        return settings.model_copy(update={"policy_file": DEMO_POLICY_FILE})
-    return settings
-
-
-def _child_env(settings: Settings, lago_url: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    env["DUNNING_DATA_DIR"] = str(settings.data_dir.resolve())
-    env["DUNNING_POLICY_FILE"] = str(settings.policy_file)
-    if lago_url is not None:
-        env["LAGO_API_URL"] = lago_url
-    return env
 
 
 def prepare_data_dir(settings: Settings) -> None:
@@ -246,7 +166,7 @@ def run_stack(settings: Settings, options: RunOptions) -> int:
                 port = options.sandbox_port if port_is_free(options.sandbox_port) else free_port()
                 lago_url = f"http://127.0.0.1:{port}"
                 children.sandbox = start_child(
-                    sandbox_command(settings, options, port), _child_env(settings, None), output
+                    sandbox_command(settings, options, port), child_env(settings, None), output
                 )
                 _wait_for_sandbox(
                     lago_url, children.sandbox, lambda: stop.signum is not None, where
@@ -263,7 +183,7 @@ def run_stack(settings: Settings, options: RunOptions) -> int:
             if options.initial_sweep:
                 log.info("initial_sweep_enqueued", task_id=enqueue_sweep(settings, None))
             children.worker = start_child(
-                worker_command(settings, options), _child_env(settings, lago_url), output
+                worker_command(settings, options), child_env(settings, lago_url), output
             )
             log.info(
                 "worker_started",
