@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,14 +18,13 @@ from sqlalchemy import func, select
 
 from tests.e2e.terminal import Terminal
 from tests.fixtures.sandbox import free_port
-from tests.tasks.support import REPO_ROOT, child_env, write_policy
+from tests.tasks.support import DUNNING, REPO_ROOT, child_env, run_dunning, write_policy
 from worker.services.report import next_run_at
 from worker.store.db import make_engine, read_session
 from worker.store.models import DecisionRow, PaymentRequestIntent, SweepRun
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-DUNNING = str(Path(sys.executable).with_name("dunning"))
 #: Beat would sweep again at 00:00 on January 1st only: the initial sweep is the only one.
 ONCE_A_YEAR = "0 0 1 1 *"
 RUN_LINE = re.compile(
@@ -203,15 +201,7 @@ def _second_terminal_agrees(
     env = child_env(DUNNING_DATA_DIR=str(data_dir))
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [DUNNING, *args],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return run_dunning(env, *args)
 
     status = run("status", "--json")
     assert status.returncode == 0, status.stderr

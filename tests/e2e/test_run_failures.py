@@ -5,7 +5,6 @@ failure is ONE line on stderr and the documented exit code (2 configuration, 1 r
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,25 +13,9 @@ import pytest
 
 from tests.fixtures.db import POSTGRES_ADMIN_URL
 from tests.fixtures.sandbox import SandboxProcess, free_port
-from tests.tasks.support import REPO_ROOT, child_env, write_policy
+from tests.tasks.support import child_env, run_dunning, write_policy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
-
-DUNNING = str(Path(sys.executable).with_name("dunning"))
-
-
-def dunning(
-    env: dict[str, str], *args: str, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [DUNNING, *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def one_line(result: subprocess.CompletedProcess[str], code: int) -> str:
@@ -65,7 +48,7 @@ def test_a_data_dir_that_cannot_be_created_is_one_configuration_line(
     unwritable_data_dir: str, args: list[str]
 ) -> None:
     env = child_env(DUNNING_DATA_DIR=unwritable_data_dir, LAGO_API_URL="http://127.0.0.1:9")
-    line = one_line(dunning(env, *args), 2)
+    line = one_line(run_dunning(env, *args), 2)
     assert "DUNNING_DATA_DIR" in line
 
 
@@ -75,7 +58,7 @@ def test_a_postgres_scheme_url_is_a_configuration_error(tmp_path: Path, args: li
         DUNNING_DATA_DIR=str(tmp_path / "var"),
         DUNNING_DATABASE_URL="postgres://dunning:secret@127.0.0.1:5432/dunning",
     )
-    line = one_line(dunning(env, *args), 2)
+    line = one_line(run_dunning(env, *args), 2)
     assert "postgresql+psycopg://" in line
     assert "secret" not in line
 
@@ -87,7 +70,7 @@ def test_a_missing_database_is_told_apart_from_a_server_that_is_down(tmp_path: P
         DUNNING_DATA_DIR=str(tmp_path / "var"),
         DUNNING_DATABASE_URL=f"{server}/dunning_no_such_database",
     )
-    line = one_line(dunning(missing, "status"), 1)
+    line = one_line(run_dunning(missing, "status"), 1)
     assert 'the PostgreSQL server is up but has no database "dunning_no_such_database"' in line
     assert "createdb dunning_no_such_database" in line
 
@@ -95,7 +78,7 @@ def test_a_missing_database_is_told_apart_from_a_server_that_is_down(tmp_path: P
         DUNNING_DATA_DIR=str(tmp_path / "var"),
         DUNNING_DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test",
     )
-    line = one_line(dunning(down, "status"), 1)
+    line = one_line(run_dunning(down, "status"), 1)
     assert "cannot reach the state database server" in line
 
 
@@ -106,7 +89,7 @@ def test_a_schedule_celery_cannot_follow_stops_run_before_anything_starts(
         DUNNING_DATA_DIR=str(tmp_path / "var"),
         DUNNING_POLICY_FILE=str(write_policy(tmp_path, cron="0 0 * * 7")),
     )
-    line = one_line(dunning(env, "run", "--sandbox-port", str(free_port())), 2)
+    line = one_line(run_dunning(env, "run", "--sandbox-port", str(free_port())), 2)
     assert "cannot be scheduled by Celery beat" in line
     assert not (tmp_path / "var" / "broker").exists()
 
@@ -123,7 +106,7 @@ def test_a_rejected_api_key_stops_run_at_once(
         LAGO_MAX_RETRIES="0",
     )
     started = time.monotonic()
-    line = one_line(dunning(env, "run"), 1)
+    line = one_line(run_dunning(env, "run"), 1)
     assert line == "error: Lago rejected the API key: check LAGO_API_KEY"
     assert time.monotonic() - started < 30  # no worker was started and left to fail
     assert "a-wrong-key" not in line
@@ -144,7 +127,7 @@ def test_a_missing_licence_met_by_a_worker_task_stops_run(
         LAGO_API_KEY=lago.api_key,
         DUNNING_LOG_FORMAT="json",
     )
-    result = dunning(env, "run", "--concurrency", "1", timeout=180)
+    result = run_dunning(env, "run", "--concurrency", "1", timeout=180)
     assert result.returncode == 1, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: this Lago instance lacks the premium licence")

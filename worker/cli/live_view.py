@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import Engine
 
+from worker.cli.report_view import skips_text
 from worker.read import reading
 from worker.read.recovery import RecoveredSoFar, recovered_so_far
 from worker.read.runs import RunLine, SendQueue, recent_runs, send_queue
@@ -73,10 +74,6 @@ def _clock(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%H:%M:%S")
 
 
-def _skips(run: RunLine) -> str:
-    return ", ".join(f"{reason} {count}" for reason, count in run.skips.items()) or "-"
-
-
 def _recovered(items: list[RecoveredSoFar]) -> str:
     return " · ".join(
         f"{item.currency} {item.paid} of {item.asked} ({format_cents(item.recovered_cents)} "
@@ -105,7 +102,7 @@ def runs_table(runs: list[RunLine]) -> Table:
             str(run.sends.rescheduled),
             str(run.sends.refused),
             str(run.sends.in_flight),
-            _skips(run),
+            skips_text(run.skips),
         )
     return table
 

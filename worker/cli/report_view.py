@@ -20,7 +20,12 @@ from worker.services.report import (
     format_time,
     rate,
 )
-from worker.services.report_html import ACTION_TITLES, RECOVERY_HEADERS, recovery_cells
+from worker.services.report_html import (
+    ACTION_HEADERS,
+    RECOVERY_HEADERS,
+    action_cells,
+    recovery_cells,
+)
 from worker.services.status import StatusReport
 from worker.store.ageing import BUCKET_LABELS
 
@@ -63,18 +68,9 @@ def runs_table(runs: list[RunLine], title: str = "Last sweeps") -> Table:
 
 
 def actions_table(items: list[ActionItem]) -> Table:
-    table = _table(
-        "Needs a human", ("What", "Customer", "Amount", "Intent", "Since", "Detail"), ("Amount",)
-    )
-    for item in items:
-        table.add_row(
-            ACTION_TITLES[item.kind],
-            item.external_customer_id,
-            format_money(item.amount_cents, item.currency),
-            f"#{item.intent_id}" if item.intent_id else "-",
-            format_time(item.since),
-            item.detail or "-",
-        )
+    table = _table("Needs a human", ACTION_HEADERS, ("Amount",))
+    for cells in action_cells(items):
+        table.add_row(*cells)
     return table
 
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO, Annotated
+from typing import IO, Annotated, NoReturn
 
 import typer
 
@@ -122,10 +122,14 @@ def _log_file(settings: Settings, live: bool) -> Iterator[tuple[Path | None, IO[
         from worker.logging import configure_logging
 
         configure_logging(settings, force_json=True)
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler):
-                handler.setStream(text)
-        yield path, raw
+        handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)]
+        for handler in handlers:
+            handler.setStream(text)
+        try:
+            yield path, raw
+        finally:
+            for handler in handlers:
+                handler.setStream(sys.stderr)
 
 
 def run_stack(settings: Settings, options: RunOptions) -> int:
@@ -243,14 +247,20 @@ def _supervise(
     """Until a signal: watch the children and the halt file; refresh the live view."""
     from worker.services.instance import read_halt
 
+    def stop_for(message: str) -> NoReturn:
+        panel.refresh(state="stopping: see the line below", force=True)
+        fail(message)
+
     with panel:
         while stop.signum is None:
             for name, process in (("worker", children.worker), ("sandbox", children.sandbox)):
                 if process is not None and process.poll() is not None:
-                    fail(f"the {name} exited unexpectedly (code {process.returncode}); see {where}")
+                    stop_for(
+                        f"the {name} exited unexpectedly (code {process.returncode}); see {where}"
+                    )
             halt = read_halt(settings.data_dir)
             if halt is not None:
-                fail(halt.message)
+                stop_for(halt.message)
             panel.refresh()
             time.sleep(POLL_INTERVAL_S)
         panel.refresh(

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from worker.read.actions import ACTION_KINDS
+from worker.read.actions import ACTION_KINDS, ActionItem
 from worker.read.outstanding import CurrencyOverdue
 from worker.services.report import (
     FinanceReport,
@@ -308,10 +308,11 @@ def _recovery_table(report: FinanceReport) -> str:
     )
 
 
-def _actions(report: FinanceReport) -> str:
-    if not report.actions:
-        return '<p class="empty">Nothing needs a human.</p>'
-    rows = [
+ACTION_HEADERS = ("What", "Customer", "Amount", "Intent", "Since", "Detail")
+
+
+def action_cells(items: Sequence[ActionItem]) -> list[list[str]]:
+    return [
         [
             ACTION_TITLES[item.kind],
             item.external_customer_id,
@@ -320,14 +321,14 @@ def _actions(report: FinanceReport) -> str:
             format_time(item.since),
             item.detail or "-",
         ]
-        for item in report.actions
+        for item in items
     ]
-    return _table(
-        ["What", "Customer", "Amount", "Intent", "Since", "Detail"],
-        rows,
-        numeric={2},
-        id="actions-table",
-    )
+
+
+def _actions(report: FinanceReport) -> str:
+    if not report.actions:
+        return '<p class="empty">Nothing needs a human.</p>'
+    return _table(ACTION_HEADERS, action_cells(report.actions), numeric={2}, id="actions-table")
 
 
 def _next_sweep(report: FinanceReport) -> str:
