@@ -74,12 +74,20 @@ def _clock(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%H:%M:%S")
 
 
-def _recovered(items: list[RecoveredSoFar]) -> str:
-    return " · ".join(
-        f"{item.currency} {item.paid} of {item.asked} ({format_cents(item.recovered_cents)} "
-        f"of {format_cents(item.asked_cents)})"
-        for item in items
-    )
+def recovered_table(items: list[RecoveredSoFar]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("Currency")
+    for column in ("Requests", "Paid", "Asked", "Recovered"):
+        table.add_column(column, justify="right")
+    for item in items:
+        table.add_row(
+            item.currency,
+            str(item.asked),
+            str(item.paid),
+            format_cents(item.asked_cents),
+            format_cents(item.recovered_cents),
+        )
+    return table
 
 
 def runs_table(runs: list[RunLine]) -> Table:
@@ -131,7 +139,11 @@ def render(header: Header, figures: LiveFigures, *, state: str = "running") -> P
         )
     )
     if figures.recovered:
-        parts.append(Text(f"Paid after a request: {_recovered(figures.recovered)}"))
+        parts += [
+            Text(""),
+            Text("Paid after a request", style="bold"),
+            recovered_table(figures.recovered),
+        ]
     if figures.next_sweep_at is not None:
         parts.append(
             Text(

@@ -232,9 +232,12 @@ def _header(settings: Settings, lago_url: str, options: RunOptions, logs: Path |
     broker = mask_url(settings.resolved_broker_url)
     if not settings.broker_is_redis:
         broker += f"  ({settings.broker_folder})"
+    policy = Path(settings.policy_file).resolve()
+    with contextlib.suppress(ValueError):
+        policy = policy.relative_to(Path.cwd())
     return Header(
         lago=lago,
-        policy=str(settings.policy_file),
+        policy=str(policy),
         broker=broker,
         database=mask_url(settings.resolved_database_url),
         logs=str(logs) if logs else None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from sqlalchemy import func, select
@@ -68,6 +68,7 @@ class Recovery:
     rows: tuple[RecoveryRow, ...]
     daily: tuple[DailyRecovery, ...]
     payments: tuple[RecoveredPayment, ...]  # oldest first
+    first_asked: dict[str, datetime] = field(default_factory=dict)  # currency -> first sent_at
 
     def totals(self) -> dict[str, tuple[int, int]]:
         """Currency -> (asked cents, recovered cents), over every policy and attempt."""
@@ -129,8 +130,15 @@ def recovery(session: Session, *, since: datetime | None) -> Recovery:
         ),
         key=lambda payment: (payment.at, payment.currency),
     )
+    first_asked: dict[str, datetime] = {}
+    for item in sent:
+        if item.currency not in first_asked or item.sent_at < first_asked[item.currency]:
+            first_asked[item.currency] = item.sent_at
     return Recovery(
-        rows=tuple(_aggregate(sent)), daily=tuple(_daily(payments)), payments=tuple(payments)
+        rows=tuple(_aggregate(sent)),
+        daily=tuple(_daily(payments)),
+        payments=tuple(payments),
+        first_asked=first_asked,
     )
 
 

@@ -35,7 +35,7 @@ def _svg(title: str, width: int, height: int, shapes: list[str]) -> str:
 
 def ageing_bars(currency: str, buckets: Sequence[tuple[str, int]]) -> str:
     """One bar per bucket (label, cents), longest = the largest bucket of this currency."""
-    width, row, left, right, top = 380, 30, 58, 110, 6
+    width, row, left, right, top = 340, 30, 58, 100, 6
     height = top * 2 + row * len(buckets)
     largest = max((cents for _, cents in buckets), default=0) or 1
     span = width - left - right
@@ -61,6 +61,8 @@ def ageing_bars(currency: str, buckets: Sequence[tuple[str, int]]) -> str:
 
 
 def _time_label(moment: datetime, span: timedelta) -> str:
+    if span <= timedelta(minutes=20):
+        return moment.strftime("%H:%M:%S")
     if span <= timedelta(days=1):
         return moment.strftime("%H:%M")
     if span <= timedelta(days=8):
@@ -68,11 +70,19 @@ def _time_label(moment: datetime, span: timedelta) -> str:
     return moment.strftime("%Y-%m-%d")
 
 
-def cumulative_line(currency: str, points: Sequence[tuple[datetime, int]], *, end: datetime) -> str:
-    """A running total of `points` (time, cents) from the first point to `end`."""
+def cumulative_line(
+    currency: str,
+    points: Sequence[tuple[datetime, int]],
+    *,
+    end: datetime,
+    start: datetime | None = None,
+) -> str:
+    """A running total of `points` (time, cents) from `start` (the first request; default the
+    first point) to `end`."""
     width, height = 520, 200
     left, right, top, bottom = 78, 16, 12, 30
-    start = points[0][0] if points else end - timedelta(hours=1)
+    first = points[0][0] if points else end - timedelta(hours=1)
+    start = min(start, first) if start is not None else first
     finish = max(end, start + timedelta(minutes=1))
     span = finish - start
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -97,8 +107,9 @@ def cumulative_line(currency: str, points: Sequence[tuple[datetime, int]], *, en
         )
     for step in range(5):
         moment = start + span * step / 4
+        anchor = "start" if step == 0 else "end" if step == 4 else "middle"
         shapes.append(
-            f'<text class="label" x="{x(moment):.1f}" y="{height - 10}" text-anchor="middle">'
+            f'<text class="label" x="{x(moment):.1f}" y="{height - 10}" text-anchor="{anchor}">'
             f"{_e(_time_label(moment, span))}</text>"
         )
     running = 0

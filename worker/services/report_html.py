@@ -61,7 +61,9 @@ p.meta { color: #52606d; margin: 0 0 1rem; }
 .card .figure.recovered { color: #1f7a4d; }
 .card .note { color: #52606d; font-size: .85rem; margin-bottom: .5rem; }
 .card.attention .figure { color: #b54708; }
-.charts { display: flex; flex-wrap: wrap; gap: .8rem; }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(350px, 1fr)); gap: .8rem; }
+.charts.wide { grid-template-columns: repeat(auto-fill, minmax(540px, 1fr)); }
+figure svg { max-width: 100%; height: auto; }
 figure { background: #fff; border: 1px solid #d9e2ec; border-radius: 8px; margin: 0;
   padding: .6rem .8rem; }
 figcaption { font-weight: 600; margin-bottom: .3rem; }
@@ -162,11 +164,14 @@ def _cards(report: FinanceReport) -> str:
                 "days</div>"
             )
         asked, recovered = totals.get(currency, (0, 0))
-        lines.append(
-            f'<div class="figure recovered">{_e(format_cents(recovered))}</div>'
-            f'<div class="note">recovered of {_e(format_cents(asked))} asked · '
-            f"{_e(format_rate(rate(recovered, asked)))}</div>"
-        )
+        if asked:
+            lines.append(
+                f'<div class="figure recovered">{_e(format_cents(recovered))}</div>'
+                f'<div class="note">recovered of {_e(format_cents(asked))} asked · '
+                f"{_e(format_rate(rate(recovered, asked)))}</div>"
+            )
+        else:
+            lines.append('<div class="note">no payment request sent in this period</div>')
         count, cents = asks.get(currency, (0, 0))
         lines.append(
             f'<div class="note">next sweep: {counted(count, "request")} · '
@@ -254,15 +259,20 @@ def _recovered(report: FinanceReport) -> str:
     if not series:
         return '<p class="empty">Nothing recovered yet in this period.</p>'
     return (
-        '<div class="charts">'
+        '<div class="charts wide">'
         + "".join(
             f'<figure class="recovered" data-currency="{_e(currency)}"><figcaption>{_e(currency)}: '
             f"{_e(format_cents(sum(c for _, c in points)))} recovered</figcaption>"
-            f"{cumulative_line(currency, points, end=report.generated_at)}</figure>"
+            f"{_line(report, currency, points)}</figure>"
             for currency, points in sorted(series.items())
         )
         + "</div>"
     )
+
+
+def _line(report: FinanceReport, currency: str, points: list[tuple[datetime, int]]) -> str:
+    start = report.recovery.first_asked.get(currency)
+    return cumulative_line(currency, points, end=report.generated_at, start=start)
 
 
 RECOVERY_HEADERS = (
