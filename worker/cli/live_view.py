@@ -90,32 +90,52 @@ def recovered_table(items: list[RecoveredSoFar]) -> Table:
     return table
 
 
-def runs_table(runs: list[RunLine]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False, show_edge=False)
-    table.add_column("Run")
-    table.add_column("Started")
-    table.add_column("Status")
-    for column in ("Invoices", "Groups", "Requests", "Resched.", "Refused", "In flight"):
-        table.add_column(column, justify="right")
-    table.add_column("Skips by reason", overflow="fold")
+#: Narrower than this, the skips go under the table instead of into a column.
+SKIPS_COLUMN_MIN_WIDTH = 130
+
+
+def runs_view(runs: list[RunLine], *, width: int) -> RenderableType:
+    """The last sweeps: one row each; the skips by reason as the last column on a wide
+    terminal, else one line per run under the table (figures never wrap)."""
+    with_skips = width >= SKIPS_COLUMN_MIN_WIDTH
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        expand=False,
+        show_edge=False,
+        padding=(0, 1, 0, 0) if width >= 100 else (0, 0),  # 80 columns fit every figure
+    )
+    for column in ("Run", "Started", "Status"):
+        table.add_column(column, no_wrap=True)
+    # "Sent": payment requests created (or found in Lago) for the run's intents.
+    for column in ("Invoices", "Groups", "Sent", "Resched.", "Refused", "In flight"):
+        table.add_column(column, justify="right", no_wrap=True)
+    if with_skips:
+        table.add_column("Skips by reason", overflow="fold", ratio=1)
     for run in runs:
-        status = run.status if run.error is None else f"{run.status}: {run.error[:60]}"
-        table.add_row(
+        cells = [
             f"#{run.id}",
             _clock(run.started_at),
-            status,
+            run.status,
             str(run.invoices_seen),
             str(run.groups),
             str(run.sends.sent),
             str(run.sends.rescheduled),
             str(run.sends.refused),
             str(run.sends.in_flight),
-            skips_text(run.skips),
-        )
-    return table
+        ]
+        table.add_row(*cells, *([skips_text(run.skips)] if with_skips else []))
+    notes = [
+        Text(f"#{run.id} error: {run.error}", style="red") for run in runs if run.error is not None
+    ]
+    if not with_skips:
+        notes += [Text(f"#{run.id} skips: {skips_text(run.skips)}") for run in runs]
+    return Group(table, *notes)
 
 
-def render(header: Header, figures: LiveFigures, *, state: str = "running") -> Panel:
+def render(
+    header: Header, figures: LiveFigures, *, state: str = "running", width: int = 160
+) -> Panel:
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
@@ -127,7 +147,10 @@ def render(header: Header, figures: LiveFigures, *, state: str = "running") -> P
         facts.add_row("Logs", header.logs)
     parts: list[RenderableType] = [facts, Text("")]
     if figures.runs:
-        parts += [Text("Last sweeps (UTC)", style="bold"), runs_table(figures.runs)]
+        parts += [
+            Text("Last sweeps (UTC)", style="bold"),
+            runs_view(figures.runs, width=width),
+        ]
     else:
         parts.append(Text("No sweep yet: the first one starts with the worker."))
     queue = figures.queue
@@ -193,7 +216,8 @@ class LivePanel:
             return
         now = datetime.now(UTC)
         figures = read_figures(self._engine, cron=self._cron, now=now)
-        self._live.update(render(self._header, figures, state=state), refresh=True)
+        panel = render(self._header, figures, state=state, width=self._live.console.width)
+        self._live.update(panel, refresh=True)
         self._drawn_at = time.monotonic()
 
 
