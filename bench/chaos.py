@@ -3,7 +3,9 @@
     python -m bench.chaos [--short] [--stack embedded|prod|both] [--seed N] [--json]
 
 For each stack (embedded: SQLite + filesystem broker; prod: a fresh PostgreSQL database + our
-own throwaway redis-server on a free port), on loopback only:
+own throwaway redis-server on a free port; careless: the embedded stack against a careless
+sandbox that ignores listing filters, omits fields, sends odd values, skips its own checks on
+payment requests and garbles some answers), on loopback only:
 1. Chaos: a sandbox with latency jitter, 10% 5xx, 5% POSTs that commit and then hang past the
    client timeout, 2% POSTs cut off mid-answer, and a rate limit; 3 Celery workers SIGKILLed at
    random intervals and restarted; beat killed and restarted; on prod, Redis restarted once
@@ -12,7 +14,8 @@ own throwaway redis-server on a free port), on loopback only:
 3. Audit (bench/verify.py) against the sandbox's own record of payment requests.
 
 Prints the counts and exits 1 if any request was duplicated or any group lost (or an intent
-was left open or without a reason), 2 if the harness itself failed. Logs of every child are
+was left open or without a reason, or a request named an invoice that was not dunnable), 2 if
+the harness itself failed. Logs of every child are
 kept under the run directory (printed) when the run fails.
 """
 
@@ -117,6 +120,9 @@ WORKER_ENV = {
 #: The outbound limit: per pool process on the embedded stack (6 x 8 > 25, so Lago answers some
 #: 429s), one bucket shared in Redis on prod (kept under the sandbox's limit).
 RATE_LIMIT_RPS = {"embedded": "8", "prod": "20"}
+#: The careless stack's sandbox: a Lago that checks nothing and garbles some answers.
+CARELESS_ANSWER_RATE = 0.05
+STACKS = ("embedded", "prod", "careless")
 #: Worker boot can be slow on a loaded machine; chaos starts once all are ready.
 READY_TIMEOUT_S = 120.0
 #: Share of the groups that only become overdue during the chaos phase, released evenly over
@@ -200,6 +206,8 @@ def run_stack(
         hang_seconds=FAULTS["hang_seconds"],
         drop_rate=FAULTS["drop_rate"],
         rate_limit=FAULTS["rate_limit"],
+        careless=stack == "careless",
+        careless_answer_rate=CARELESS_ANSWER_RATE if stack == "careless" else 0.0,
     )
     with supervised() as children:
         _, sandbox = start_sandbox(children, spec, log_dir=log_dir)
@@ -223,7 +231,7 @@ def run_stack(
                 data_dir=data_dir,
                 policy_file=policy,
                 lago_url=sandbox.url,
-                env={**WORKER_ENV, "DUNNING_RATE_LIMIT_RPS": RATE_LIMIT_RPS[stack]},
+                env={**WORKER_ENV, "DUNNING_RATE_LIMIT_RPS": RATE_LIMIT_RPS["embedded"]},
             )
             return _run(config, plan, rng, children, sandbox, log_dir, say, None, None)
         finally:
@@ -286,7 +294,8 @@ def _run(
     report.http_5xx = sum(count_calls(stats, status=code) for code in ("500", "502", "503"))
     report.enqueue_failures = sender.failures
     report.audit = audit(
-        invoices=sandbox.invoices(),
+        # On the careless stack what the worker can know is what the careless Lago shows.
+        invoices=sandbox.invoices(careless_view=config.name == "careless"),
         payment_requests=sandbox.payment_requests(),
         intents=ledger.intents(),
     )
@@ -447,6 +456,11 @@ def print_reports(reports: list[StackReport]) -> None:
         ("deferred by Lago (reasoned)", lambda r: r.audit.deferred),
         ("terminal without reason", lambda r: r.audit.unexplained),
         ("requests no intent records", lambda r: r.audit.orphans),
+        ("requests for ineligible invoices", lambda r: r.audit.ineligible),
+        (
+            "garbled answers / taken as sent",
+            lambda r: f"{r.audit.garbled} / {r.audit.garbled_believed}",
+        ),
         ("intents by status", lambda r: _fmt(r.audit.by_status)),
         ("refused by code", lambda r: _fmt(r.audit.refused_codes)),
         ("worker kills", lambda r: r.kills),
@@ -475,13 +489,18 @@ def _fmt(counter: dict[str, int]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__)
     parser.add_argument("--short", action="store_true", help="the ~60-90 s run CI uses")
-    parser.add_argument("--stack", choices=["embedded", "prod", "both"], default="both")
+    parser.add_argument(
+        "--stack",
+        choices=[*STACKS, "both", "all"],
+        default="all",
+        help="both = embedded and prod; all (default) = embedded, prod and careless",
+    )
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the run directory")
     args = parser.parse_args(argv)
     plan = SHORT if args.short else FULL
-    stacks = ["embedded", "prod"] if args.stack == "both" else [args.stack]
+    stacks = {"both": ["embedded", "prod"], "all": list(STACKS)}.get(args.stack, [args.stack])
     run_dir = Path(tempfile.mkdtemp(prefix="dunning-chaos-"))
 
     def say(message: str) -> None:

@@ -99,7 +99,7 @@ def run(total: int) -> dict[str, Any]:
     decisions = 0
     # As the sweep does: groups come back from the spool one at a time and each decision is
     # handed on (the sweep writes them in batches), not kept.
-    with collect_groups(stream()) as collected:
+    with collect_groups(stream(), now=now) as collected:
         for group in collected.iter_groups():
             decide(policies, group, state, now)
             decisions += 1

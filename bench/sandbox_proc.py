@@ -25,6 +25,8 @@ class SandboxSpec:
     hang_seconds: float = 30.0
     drop_rate: float = 0.0
     rate_limit: int = 0
+    careless: bool = False
+    careless_answer_rate: float = 0.0
 
     def arguments(self) -> list[str]:
         return [
@@ -50,6 +52,11 @@ class SandboxSpec:
             str(self.rate_limit),
             "--api-key",
             API_KEY,
+            *(
+                ["--careless", "--careless-answer-rate", str(self.careless_answer_rate)]
+                if self.careless
+                else []
+            ),
         ]
 
 
@@ -93,8 +100,10 @@ class SandboxControl:
         result: dict[str, Any] = self._post("/_sandbox/reset", generator)
         return result
 
-    def invoices(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._get("/_sandbox/invoices")["invoices"]
+    def invoices(self, *, careless_view: bool = False) -> list[dict[str, Any]]:
+        """Every invoice as it is (or, `careless_view`, as a careless Lago shows it)."""
+        path = "/_sandbox/invoices" + ("?view=careless" if careless_view else "")
+        result: list[dict[str, Any]] = self._get(path)["invoices"]
         return result
 
     def patch_invoice(self, lago_id: str, **changes: Any) -> None:

@@ -2,8 +2,9 @@
 policy says to dun and what the ledger recorded.
 
 Inputs are plain data so the audit can be tested on hand-made cases:
-- the sandbox's invoices (`GET /_sandbox/invoices`), from which the groups to dun are derived
-  independently of the worker's own listing code;
+- the sandbox's invoices (`GET /_sandbox/invoices`, or as a careless Lago shows them:
+  `?view=careless`), from which the groups to dun are derived independently of the worker's
+  own listing code;
 - every payment request the sandbox ever created (`GET /_sandbox/payment_requests`);
 - the ledger's intents.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
 GroupKey = tuple[str, str, str | None]  # (external customer id, currency, billing entity code)
@@ -63,6 +65,11 @@ class Audit:
     unexplained: int = 0  # terminal without a request and without a reason
     orphans: int = 0  # requests of ours that no intent records
     unexpected: int = 0  # requests for groups the policy does not dun
+    #: Requests of ours naming an invoice that was not dunnable when asked (only a careless
+    #: Lago lets such a request through): must be 0.
+    ineligible: int = 0
+    garbled: int = 0  # answers Lago garbled (careless): each must end reasoned, never "sent"
+    garbled_believed: int = 0  # ... of which the ledger took as sent or adopted: must be 0
     by_status: Counter[str] = field(default_factory=Counter)
     refused_codes: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
@@ -74,6 +81,8 @@ class Audit:
             and self.lost == 0
             and self.open_intents == 0
             and self.unexplained == 0
+            and self.ineligible == 0
+            and self.garbled_believed == 0
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -89,6 +98,9 @@ class Audit:
             "unexplained": self.unexplained,
             "orphans": self.orphans,
             "unexpected": self.unexpected,
+            "ineligible": self.ineligible,
+            "garbled": self.garbled,
+            "garbled_believed": self.garbled_believed,
             "by_status": dict(sorted(self.by_status.items())),
             "refused_codes": dict(sorted(self.refused_codes.items())),
             "ok": self.ok,
@@ -96,16 +108,50 @@ class Audit:
         }
 
 
-def groups_to_dun(invoices: Iterable[Mapping[str, Any]]) -> dict[GroupKey, set[str]]:
-    """Groups (and their invoice ids) the bench policy asks for, from the raw invoices."""
+def _due(invoice: Mapping[str, Any]) -> int | None:
+    """The amount due as shown, or derived like Lago does; None when it cannot be known."""
+    if invoice.get("total_due_amount_cents") is not None:
+        return int(invoice["total_due_amount_cents"])
+    parts = [
+        invoice.get(name)
+        for name in (
+            "total_amount_cents",
+            "total_paid_amount_cents",
+            "total_offsetted_credit_note_amount_cents",
+        )
+    ]
+    if any(part is None for part in parts):
+        return None
+    return int(parts[0]) - int(parts[1]) - int(parts[2])
+
+
+def _overdue(invoice: Mapping[str, Any], today: date) -> bool:
+    flag = invoice.get("payment_overdue")
+    if flag is not None:
+        return flag is True
+    due_date = invoice.get("payment_due_date")
+    return bool(due_date) and date.fromisoformat(str(due_date)) < today
+
+
+def groups_to_dun(
+    invoices: Iterable[Mapping[str, Any]], *, today: date | None = None
+) -> dict[GroupKey, set[str]]:
+    """Groups (and their invoice ids) the bench policy asks for, from the raw invoices as
+    shown (a careless view may leave out fields: amounts are derived as Lago derives them and
+    a missing overdue flag falls back to the due date; what cannot be known is not dunned)."""
+    day = today or datetime.now(UTC).date()
     groups: dict[GroupKey, set[str]] = defaultdict(set)
     for invoice in invoices:
+        due = _due(invoice)
         if (
             invoice.get("status") == "finalized"
-            and invoice.get("payment_overdue") is True
+            and not invoice.get("voided_at")
+            and not invoice.get("payment_dispute_lost_at")
+            and _overdue(invoice, day)
             and invoice.get("payment_status") in OVERDUE_PAYMENT_STATUSES
             and invoice.get("self_billed") is not True
-            and int(invoice.get("total_due_amount_cents") or 0) > 0
+            and due is not None
+            and due > 0
         ):
             customer = invoice["customer"]["external_id"]
             key = (customer, invoice["currency"], invoice.get("billing_entity_code"))
@@ -130,6 +176,13 @@ def audit(
     ours = [r for r in payment_requests if r.get("origin") == "api"]
     rows = list(intents)
     result = Audit(groups=len(expected), intents=len(rows), requests=len(ours))
+    for request in ours:
+        if request.get("ineligible_invoice_ids"):
+            result.ineligible += 1
+            result.problems.append(
+                f"payment request {request['lago_id']} names invoices that were not dunnable: "
+                f"{request['ineligible_invoice_ids'][:3]}"
+            )
 
     requests_by_group: dict[GroupKey, list[Mapping[str, Any]]] = defaultdict(list)
     for request in ours:
@@ -186,6 +239,17 @@ def audit(
             result.lost += 1
             result.problems.append(f"group {group}: no payment request and no reasoned outcome")
 
+    believed = {
+        row.lago_payment_request_id
+        for row in rows
+        if row.status in DONE_WITH_REQUEST and row.lago_payment_request_id
+    }
+    for request in ours:
+        if request.get("delivery") == "garbled":
+            result.garbled += 1
+            if request["lago_id"] in believed:
+                result.garbled_believed += 1
+                result.problems.append(f"garbled answer {request['lago_id']} taken as ours")
     recorded = {row.lago_payment_request_id for row in rows if row.lago_payment_request_id}
     for request in ours:
         if request["lago_id"] not in recorded:

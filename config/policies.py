@@ -28,10 +28,31 @@ governs it; customers no policy matches are not dunned. Example (see config/poli
           end_hour: 18              # 1..24, exclusive; start_hour < end_hour
           weekdays: [mon, tue, wed, thu, fri]   # default every day
           fallback_timezone: UTC    # used when the customer's timezone is missing or invalid
-        email: null                 # null = the customer's email; or an override address
+        email: null                 # null = the customer's email; an address; or
+                                    # {metadata_key: finance_email} (customer metadata)
         on_exhausted: {action: stop}            # or {action: webhook, url: "https://..."}
+        version: 3                  # optional label recorded with every decision and intent
+        contact_cap: {max_requests: 1, per_days: 3}   # per customer, all currencies/entities
+        holdout_percent: 5          # share of customers kept out of dunning (needs holdout_salt)
+      - name: stepped
+        min_overdue_cents: {EUR: 1000}
+        steps:                      # instead of days_between_attempts / max_attempts
+          - {after_days: 0}
+          - {after_days: 7, email: {metadata_key: finance_email}}
+          - {after_days: 14, send_window: {start_hour: 9, end_hour: 12, skip_holidays: true}}
+    holdout_salt: "2026-q4"         # changes which customers are held out; keep it stable
 
 Rules that are not obvious:
+- `steps[i].after_days` counts whole days after the OLDEST invoice's due date has ended in the
+  customer's timezone (like grace_days; 0 = the first day the invoice is overdue). A step is
+  never before the grace period ends and never on the same local day as the previous attempt;
+  each step must come strictly later than the one before. Attempts = number of steps.
+- `send_window.skip_holidays` skips the public holidays (the `holidays` package) of the
+  customer's country (Lago's `country`), or of `holiday_country` when given, in the
+  customer's timezone.
+- `holdout_percent` keeps a stable share of customers out of dunning (decision `holdout`): a
+  hash of `holdout_salt` and the customer id, so the same customers stay out sweep after
+  sweep; only customers not yet in a dunning cycle are held out.
 - A customer whose first matching policy also `exclude`s them is NOT dunned (no fall-through to
   later policies): an exclusion always wins, so writing one can never start dunning someone.
 - `grace_days` counts whole days after the OLDEST invoice's `payment_due_date` has ended in the
@@ -49,12 +70,13 @@ import difflib
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays
 import yaml
 from croniter import croniter
 from pydantic import (
@@ -181,8 +203,13 @@ def _check_cron(expression: str) -> str:
     return expression
 
 
+def is_email(text: str) -> bool:
+    """True for something shaped like an email address (name@domain.tld)."""
+    return bool(_EMAIL.match(text))
+
+
 def _check_email(address: str) -> str:
-    if not _EMAIL.match(address):
+    if not is_email(address):
         raise ValueError(f"invalid email {address!r}; use an address like billing@example.com")
     return address
 
@@ -192,6 +219,23 @@ def _check_url(url: str) -> str:
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ValueError(f"invalid webhook url {url!r}; use an absolute http(s) URL")
     return url
+
+
+def _check_holiday_country(code: str) -> str:
+    if code not in holidays.list_supported_countries():
+        raise ValueError(f"no public holiday calendar for {code!r}; choose another country")
+    return code
+
+
+def _label(value: object) -> object:
+    """A version label may be written as a number (`version: 3`); it is kept as text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _check_label(label: str) -> str:
+    if not label or label != label.strip() or len(label) > 32:
+        raise ValueError("version must be 1-32 characters without surrounding spaces")
+    return label
 
 
 def _check_name(name: str) -> str:
@@ -210,6 +254,9 @@ Cents = Annotated[int, Strict(), Field(ge=0)]
 Days = Annotated[int, Strict(), Field(ge=0, le=MAX_DAYS)]
 PositiveDays = Annotated[int, Strict(), Field(ge=1, le=MAX_DAYS)]
 AttemptCount = Annotated[int, Strict(), Field(ge=1, le=1000)]
+HolidayCountry = Annotated[Country, AfterValidator(_check_holiday_country)]
+VersionLabel = Annotated[str, BeforeValidator(_label), AfterValidator(_check_label)]
+EmailAddress = Annotated[str, AfterValidator(_check_email)]
 
 
 def _per_currency_or_single(value: object) -> str:
@@ -221,7 +268,7 @@ MaxAttempts = Annotated[
     | Annotated[dict[Currency, AttemptCount], Tag("per_currency")],
     Discriminator(_per_currency_or_single),
 ]
-_UNION_TAGS = {"single", "per_currency"}
+_UNION_TAGS = {"single", "per_currency", "address", "metadata"}
 
 
 class _Strict(BaseModel):
@@ -266,6 +313,8 @@ class SendWindow(_Strict):
     end_hour: Annotated[int, Strict(), Field(ge=1, le=24)]
     weekdays: tuple[Weekday, ...] = Field(default=WEEKDAYS, min_length=1)
     fallback_timezone: TimezoneName = "UTC"
+    skip_holidays: bool = False
+    holiday_country: HolidayCountry | None = None
 
     @model_validator(mode="after")
     def _start_before_end(self) -> SendWindow:
@@ -273,6 +322,8 @@ class SendWindow(_Strict):
             raise ValueError(
                 f"start_hour ({self.start_hour}) must be before end_hour ({self.end_hour})"
             )
+        if self.holiday_country is not None and not self.skip_holidays:
+            raise ValueError("holiday_country is only used with skip_holidays: true; add it")
         return self
 
     @property
@@ -286,7 +337,63 @@ class SendWindow(_Strict):
             days = f"{WEEKDAYS[numbers[0]]}-{WEEKDAYS[numbers[-1]]}"
         else:
             days = ",".join(WEEKDAYS[number] for number in numbers)
-        return f"{self.start_hour:02d}-{self.end_hour:02d}h {days}"
+        text = f"{self.start_hour:02d}-{self.end_hour:02d}h {days}"
+        if self.skip_holidays:
+            text += f" no holidays ({self.holiday_country or 'customer country'})"
+        return text
+
+
+class EmailFromMetadata(_Strict):
+    """Send to the address in this customer metadata key (e.g. a finance contact); the
+    customer's email (or the policy's) when the key is missing or not an address."""
+
+    metadata_key: NonEmptyStr
+
+    def describe(self) -> str:
+        return f"metadata.{self.metadata_key}"
+
+
+def _address_or_metadata(value: object) -> str:
+    return "metadata" if isinstance(value, Mapping) else "address"
+
+
+EmailTarget = Annotated[
+    Annotated[EmailAddress, Tag("address")] | Annotated[EmailFromMetadata, Tag("metadata")],
+    Discriminator(_address_or_metadata),
+]
+
+
+def describe_email(email: EmailTarget | None) -> str:
+    if email is None:
+        return "customer email"
+    return email if isinstance(email, str) else email.describe()
+
+
+class Step(_Strict):
+    """One attempt of a step schedule: `after_days` after the oldest invoice's due date."""
+
+    after_days: Days
+    email: EmailTarget | None = None
+    send_window: SendWindow | None = None
+
+    def describe(self) -> str:
+        text = f"day {self.after_days}"
+        if self.email is not None:
+            text += f" to {describe_email(self.email)}"
+        if self.send_window is not None:
+            text += f" ({self.send_window.describe()})"
+        return text
+
+
+class ContactCap(_Strict):
+    """At most `max_requests` payment requests per customer in any `per_days` rolling days,
+    counted across all the customer's currencies and billing entities."""
+
+    max_requests: Annotated[int, Strict(), Field(ge=1, le=1000)]
+    per_days: PositiveDays
+
+    def describe(self) -> str:
+        return f"{self.max_requests} per {self.per_days}d"
 
 
 class OnExhausted(_Strict):
@@ -318,8 +425,12 @@ class Policy(_Strict):
     days_between_attempts: PositiveDays = 1
     max_attempts: MaxAttempts = 1
     send_window: SendWindow | None = None
-    email: Annotated[str, AfterValidator(_check_email)] | None = None
+    email: EmailTarget | None = None
     on_exhausted: OnExhausted = OnExhausted()
+    steps: tuple[Step, ...] | None = Field(default=None, min_length=1, max_length=100)
+    contact_cap: ContactCap | None = None
+    holdout_percent: Annotated[float, Field(ge=0, le=50)] = 0
+    version: VersionLabel | None = None
 
     def threshold_for(self, currency: str) -> int | None:
         """Minimum overdue amount (cents) for `currency`, or None if it is not dunned."""
@@ -327,6 +438,8 @@ class Policy(_Strict):
 
     def max_attempts_for(self, currency: str) -> int:
         """Maximum number of attempts for a group in `currency` (a configured currency)."""
+        if self.steps is not None:
+            return len(self.steps)
         if isinstance(self.max_attempts, dict):
             return self.max_attempts.get(currency, 0)
         return self.max_attempts
@@ -342,6 +455,7 @@ class PolicyDocument(_Strict):
     version: Literal[1]
     schedule: Schedule = Schedule()
     policies: tuple[Policy, ...]
+    holdout_salt: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
 
 def _cross_field_problem(document: PolicyDocument) -> tuple[str, str] | None:
@@ -354,6 +468,14 @@ def _cross_field_problem(document: PolicyDocument) -> tuple[str, str] | None:
         if policy.name in seen:
             return f"{where}.name", f"duplicate policy name {policy.name!r}; names must be unique"
         seen.add(policy.name)
+        problem = _steps_problem(policy)
+        if problem is not None:
+            return f"{where}.{problem[0]}", problem[1]
+        if policy.holdout_percent > 0 and document.holdout_salt is None:
+            return f"{where}.holdout_percent", (
+                "needs holdout_salt at the top of the file (any text, kept stable), "
+                "so the same customers stay held out"
+            )
         if isinstance(policy.max_attempts, dict):
             configured = set(policy.min_overdue_cents)
             missing = sorted(configured - set(policy.max_attempts))
@@ -370,14 +492,33 @@ def _cross_field_problem(document: PolicyDocument) -> tuple[str, str] | None:
     return None
 
 
+def _steps_problem(policy: Policy) -> tuple[str, str] | None:
+    if policy.steps is None:
+        return None
+    clashing = sorted({"days_between_attempts", "max_attempts"} & policy.model_fields_set)
+    if clashing:
+        return clashing[0], "steps already set the schedule; remove this key or the steps"
+    for index in range(1, len(policy.steps)):
+        before, after = policy.steps[index - 1].after_days, policy.steps[index].after_days
+        if after <= before:
+            return f"steps[{index}].after_days", (
+                f"must be greater than the step before ({before}); one step per day at most"
+            )
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class PolicySet:
-    """A validated policy file. `version_hash` identifies the exact file bytes used."""
+    """A validated policy file. `version_hash` identifies the exact file bytes used;
+    `document` keeps those bytes (the ledger stores them so in-flight groups can be held to
+    the schedule they started under)."""
 
     policies: tuple[Policy, ...]
     cron: str
     version_hash: str
     source: str
+    holdout_salt: str | None = None
+    document: bytes = field(default=b"", repr=False, compare=False)
 
     def by_name(self, name: str) -> Policy | None:
         return next((policy for policy in self.policies if policy.name == name), None)
@@ -460,6 +601,8 @@ def parse_policies(data: bytes | str, source: str = "<policies>") -> PolicySet:
         cron=parsed.schedule.cron,
         version_hash=version_hash(raw),
         source=source,
+        holdout_salt=parsed.holdout_salt,
+        document=raw,
     )
 
 
@@ -484,12 +627,23 @@ def _parse_yaml(raw: bytes, source: str) -> object:
 # Turning validation errors into one actionable line
 
 
+def _models_in(annotation: object) -> list[type[BaseModel]]:
+    """The models an annotation mentions, however nested (unions, tuples, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for inner in (*getattr(annotation, "__args__", ()), getattr(annotation, "__origin__", None)):
+        if inner is not None and inner is not annotation:
+            found.extend(_models_in(inner))
+    return found
+
+
 def _field_names(model: type[BaseModel], into: set[str]) -> set[str]:
     for field_name, info in model.model_fields.items():
         into.add(field_name)
-        for candidate in (*getattr(info.annotation, "__args__", ()), info.annotation):
-            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-                _field_names(candidate, into)
+        for nested in _models_in(info.annotation):
+            if nested is not model:
+                _field_names(nested, into)
     return into
 
 
@@ -500,7 +654,7 @@ def _format_location(loc: tuple[int | str, ...]) -> str:
     text = ""
     previous: int | str | None = None
     for part in loc:
-        if previous == "max_attempts" and part in _UNION_TAGS:
+        if previous in {"max_attempts", "email"} and part in _UNION_TAGS:
             previous = part
             continue
         if isinstance(part, int):

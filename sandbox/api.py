@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from sandbox.careless import garble_answer
 from sandbox.errors import (
     bad_request,
     bad_request_missing_param,
@@ -113,12 +114,18 @@ class LagoApi:
         params = request.query_params
         filters = parse_invoice_filters(params, store.billing_entity_codes)
         page = parse_page(params)
-        ids = store.matching_invoice_ids(filters)
-        total = store.reported_total(
-            filters, page.per_page, page.page, self.state.injector.settings.stale_count_ttl
-        )
         invoices = store.invoices
-        rows = b",".join(store.invoice_json(invoices[lago_id]) for lago_id in _slice(ids, page))
+        if self.state.injector.settings.careless:
+            # An older or buggy Lago: the filters are ignored, every invoice is listed.
+            ids, total = store.ordered_ids, len(store.ordered_ids)
+            render = store.careless_invoice_json
+        else:
+            ids = store.matching_invoice_ids(filters)
+            total = store.reported_total(
+                filters, page.per_page, page.page, self.state.injector.settings.stale_count_ttl
+            )
+            render = store.invoice_json
+        rows = b",".join(render(invoices[lago_id]) for lago_id in _slice(ids, page))
         body = (
             b'{"invoices":[' + rows + b'],"meta":' + dump_json(pagination_meta(total, page)) + b"}"
         )
@@ -129,9 +136,9 @@ class LagoApi:
         invoice = store.invoices.get(request.path_params["lago_id"])
         if invoice is None:
             raise not_found("invoice")
-        return Response(
-            b'{"invoice":' + store.invoice_json(invoice) + b"}", media_type=JSON_MEDIA_TYPE
-        )
+        careless = self.state.injector.settings.careless
+        body = store.careless_invoice_json(invoice) if careless else store.invoice_json(invoice)
+        return Response(b'{"invoice":' + body + b"}", media_type=JSON_MEDIA_TYPE)
 
     # -- payment requests ------------------------------------------------------------------
 
@@ -143,9 +150,14 @@ class LagoApi:
             raise bad_request_missing_param("payment_request")
         if not state.injector.settings.premium:
             raise forbidden()
-        created = state.create_payment_request(params, origin="api")
-        payload = dump_json({"payment_request": payment_request_object(state.store, created)})
         injector = state.injector
+        careless = injector.settings.careless
+        created = state.create_payment_request(params, origin="api", careless=careless)
+        answer = payment_request_object(state.store, created)
+        if injector.should_garble_answer():
+            answer = garble_answer(answer, injector.rng)
+            created.delivery = "garbled"
+        payload = dump_json({"payment_request": answer})
         if injector.should_hang_after_commit():
             created.delivery = "hung"
             await asyncio.sleep(injector.settings.hang_seconds)
@@ -160,6 +172,8 @@ class LagoApi:
         customer_id = params.get("external_customer_id")
         status = params.get("payment_status") or None
         currency = params.get("currency") or None
+        if self.state.injector.settings.careless:
+            customer_id = status = currency = None  # a careless Lago ignores the filters
         entity_codes: set[str] | None = None
         if "billing_entity_codes[]" in params:
             requested = params.getlist("billing_entity_codes[]")

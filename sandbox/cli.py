@@ -41,6 +41,13 @@ def sandbox_command(
         int | None, typer.Option(help="Generated invoices per customer.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for generated data and faults.")] = 42,
+    history_days: Annotated[
+        int,
+        typer.Option(
+            help="Generate this many days of billing history (monthly invoices, dated "
+            "payments and payment requests) for backtests."
+        ),
+    ] = 0,
     today: Annotated[
         str | None, typer.Option(help="Pretend today is this date (YYYY-MM-DD).")
     ] = None,
@@ -60,6 +67,19 @@ def sandbox_command(
     ] = False,
     stale_count_ttl: Annotated[
         float, typer.Option(help="Cache invoice total_count per filter set this many seconds.")
+    ] = 0.0,
+    careless: Annotated[
+        bool,
+        typer.Option(
+            "--careless",
+            help="Act as an older or buggy Lago: ignore listing filters, omit fields, send "
+            "values outside the tidy set, skip the overdue check on payment requests (and "
+            "generate disputed and deleted invoices too).",
+        ),
+    ] = False,
+    careless_answer_rate: Annotated[
+        float,
+        typer.Option(help="With --careless: share of payment request answers that are wrong."),
     ] = 0.0,
     webhook_url: Annotated[str | None, typer.Option(help="POST webhooks here.")] = None,
     webhook_algo: Annotated[str, typer.Option(help="Webhook signature: jwt or hmac.")] = "jwt",
@@ -85,6 +105,7 @@ def sandbox_command(
         invoices_per_customer=invoices_per_customer,
         seed=seed,
         today=today,
+        history_days=history_days,
         faults={
             "latency_ms": latency_ms,
             "latency_jitter_ms": latency_jitter_ms,
@@ -95,6 +116,8 @@ def sandbox_command(
             "rate_limit": rate_limit,
             "premium": not no_premium,
             "stale_count_ttl": stale_count_ttl,
+            "careless": careless,
+            "careless_answer_rate": careless_answer_rate,
             "seed": seed,
         },
         webhook_url=webhook_url,
@@ -121,6 +144,7 @@ def build_options(
     seed: int,
     today: str | None,
     faults: dict[str, object],
+    history_days: int = 0,
     webhook_url: str | None,
     webhook_algo: str,
     webhook_hmac_key: str | None,
@@ -151,7 +175,7 @@ def build_options(
         raise _fail(f"--webhook-url must be an http(s) URL, got {webhook_url!r}")
     source: DataSource
     if data is not None:
-        if customers is not None or invoices_per_customer is not None:
+        if customers is not None or invoices_per_customer is not None or history_days:
             raise _fail("use either --data or --customers/--invoices-per-customer, not both")
         source = data
     else:
@@ -160,6 +184,8 @@ def build_options(
                 customers=50 if customers is None else customers,
                 invoices_per_customer=4 if invoices_per_customer is None else invoices_per_customer,
                 seed=seed,
+                odd_invoices=fault_settings.careless,
+                history_days=history_days,
             )
         except ValueError as exc:
             raise _fail(f"--{str(exc).replace('_', '-')}") from None

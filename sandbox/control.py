@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox.api import json_response, read_json
+from sandbox.careless import careless_invoice
 from sandbox.dataset import DataError
 from sandbox.errors import ApiError
 from sandbox.faults import FaultSettingsError
@@ -113,20 +114,29 @@ class ControlPlane:
         )
 
     async def list_invoices(self, request: Request) -> Response:
+        """Every invoice as it really is; `?view=careless`: as a careless Lago shows it."""
         store = self.state.store
-        return json_response(
-            {
-                "invoices": [
-                    {
-                        **store.invoice_object(store.invoices[lago_id]),
-                        "ready_for_payment_processing": store.invoices[
-                            lago_id
-                        ].ready_for_payment_processing,
-                    }
-                    for lago_id in store.ordered_ids
-                ]
-            }
-        )
+        view = request.query_params.get("view")
+        if view not in (None, "careless"):
+            return control_error_response("view must be careless (or absent)")
+        rows = []
+        for lago_id in store.ordered_ids:
+            invoice = store.invoices[lago_id]
+            shown = (
+                careless_invoice(
+                    invoice.data, ready_for_payment_processing=invoice.ready_for_payment_processing
+                )
+                if view == "careless"
+                else invoice.data
+            )
+            rows.append(
+                {
+                    **shown,
+                    "customer": store.customers[invoice.customer_external_id].data,
+                    "ready_for_payment_processing": invoice.ready_for_payment_processing,
+                }
+            )
+        return json_response({"invoices": rows})
 
     async def patch_invoice(self, request: Request) -> Response:
         invoice = self.state.store.invoices.get(request.path_params["lago_id"])
@@ -199,18 +209,22 @@ def _data_source(body: JsonObject, startup: DataSource) -> DataSource:
     customers = body.get("customers")
     if isinstance(customers, list) or "invoices" in body:
         return body
-    unknown = set(body) - {"customers", "invoices_per_customer", "seed"}
+    names = ("customers", "invoices_per_customer", "seed", "history_days")
+    unknown = set(body) - {*names, "odd_invoices"}
     if unknown:
         raise ControlError(f"unknown generator field {sorted(unknown)[0]!r}")
     values: dict[str, int] = {}
-    for name in ("customers", "invoices_per_customer", "seed"):
+    for name in names:
         if name in body:
             value = body[name]
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ControlError(f"{name} must be an integer")
             values[name] = value
+    odd = body.get("odd_invoices", False)
+    if not isinstance(odd, bool):
+        raise ControlError("odd_invoices must be true or false")
     try:
-        return GeneratorSpec(**values)
+        return GeneratorSpec(**values, odd_invoices=odd)
     except ValueError as exc:
         raise ControlError(str(exc)) from None
 

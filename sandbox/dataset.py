@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.model import (
+    HIDDEN_INVOICE_STATUSES,
     INVOICE_TYPES,
     PAYMENT_STATUSES,
     VISIBLE_INVOICE_STATUSES,
@@ -22,6 +23,9 @@ from sandbox.model import (
     Dataset,
     Invoice,
     JsonObject,
+    Payment,
+    PaymentRequest,
+    iso_to_ns,
 )
 
 _ID_NAMESPACE = uuid.UUID("6f1d4c1e-3b0a-4c56-9d0e-6a1f4e2b7c10")
@@ -57,10 +61,11 @@ def build_dataset(document: Any, today: date) -> Dataset:
         raise DataError(
             'the document must be an object like {"customers": [...], "invoices": [...]}'
         )
-    unknown = set(document) - {"customers", "invoices"}
+    unknown = set(document) - {"customers", "invoices", "payments", "payment_requests"}
     if unknown:
         raise DataError(
-            f"unknown top-level key {sorted(unknown)[0]!r} (expected customers, invoices)"
+            f"unknown top-level key {sorted(unknown)[0]!r} "
+            "(expected customers, invoices, payments, payment_requests)"
         )
     customers_raw = document.get("customers", [])
     invoices_raw = document.get("invoices", [])
@@ -84,7 +89,86 @@ def build_dataset(document: Any, today: date) -> Dataset:
                 f"invoices[{index}] (lago_id={invoice.lago_id}): 'lago_id' is duplicated"
             )
         dataset.invoices[invoice.lago_id] = invoice
+    for index, raw in enumerate(_list(document, "payments")):
+        payment = _build_payment(index, raw, dataset)
+        dataset.payments[payment.lago_id] = payment
+    for index, raw in enumerate(_list(document, "payment_requests")):
+        request = _build_payment_request(index, raw, dataset)
+        dataset.payment_requests[request.lago_id] = request
     return dataset
+
+
+def _list(document: JsonObject, key: str) -> list[Any]:
+    value = document.get(key, [])
+    if not isinstance(value, list):
+        raise DataError(f"{key!r} must be a list")
+    return value
+
+
+def _build_payment(index: int, raw: Any, dataset: Dataset) -> Payment:
+    """A payment made in the past: `invoice_id`, `amount_cents`, `created_at` (when paid).
+
+    The invoice's `total_paid_amount_cents` and `payment_status` are the document's to keep
+    consistent; the payment only records when and how much."""
+    if not isinstance(raw, dict):
+        raise DataError(f"payments[{index}]: must be an object")
+    fields = _Fields(f"payments[{index}]", raw)
+    invoice = dataset.invoices.get(str(raw.get("invoice_id")))
+    if invoice is None:
+        raise fields.fail("invoice_id", "names no invoice of the document")
+    customer = dataset.customers[invoice.customer_external_id]
+    created_at: str = fields.pattern("created_at", _TIMESTAMP, "a UTC timestamp", None)
+    if created_at is None:
+        raise fields.fail("created_at", "is required")
+    lago_id = fields.uuid(
+        "lago_id", str(uuid.uuid5(_ID_NAMESPACE, f"payment/{index}/{invoice.lago_id}"))
+    )
+    return Payment(
+        lago_id=lago_id,
+        customer_external_id=customer.external_id,
+        lago_customer_id=customer.data["lago_id"],
+        invoice_id=invoice.lago_id,
+        invoice_number=invoice.data["number"],
+        amount_cents=fields.integer("amount_cents", minimum=1),
+        amount_currency=invoice.data["currency"],
+        reference=fields.string("reference", "history"),
+        created_at=created_at,
+        created_at_ns=iso_to_ns(created_at),
+        paid_at=created_at,
+    )
+
+
+def _build_payment_request(index: int, raw: Any, dataset: Dataset) -> PaymentRequest:
+    """A payment request made in the past (e.g. by Lago's own dunning)."""
+    if not isinstance(raw, dict):
+        raise DataError(f"payment_requests[{index}]: must be an object")
+    fields = _Fields(f"payment_requests[{index}]", raw)
+    customer = dataset.customers.get(str(raw.get("external_customer_id")))
+    if customer is None:
+        raise fields.fail("external_customer_id", "names no customer of the document")
+    ids = raw.get("lago_invoice_ids")
+    if not isinstance(ids, list) or not ids or any(i not in dataset.invoices for i in ids):
+        raise fields.fail("lago_invoice_ids", "must list invoices of the document")
+    invoices = [dataset.invoices[i] for i in ids]
+    created_at: str = fields.pattern("created_at", _TIMESTAMP, "a UTC timestamp", None)
+    if created_at is None:
+        raise fields.fail("created_at", "is required")
+    return PaymentRequest(
+        lago_id=fields.uuid(
+            "lago_id", str(uuid.uuid5(_ID_NAMESPACE, f"payment_request/{index}/{ids[0]}"))
+        ),
+        customer_external_id=customer.external_id,
+        email=fields.string("email", customer.data.get("email")),
+        amount_cents=fields.integer(
+            "amount_cents", sum(i.data["total_amount_cents"] for i in invoices)
+        ),
+        amount_currency=invoices[0].data["currency"],
+        invoice_ids=list(ids),
+        created_at=created_at,
+        created_at_ns=iso_to_ns(created_at),
+        payment_status=fields.choice("payment_status", PAYMENT_STATUSES, "pending"),
+        origin=fields.choice("origin", ("api", "dunning_campaign"), "dunning_campaign"),
+    )
 
 
 class _Fields:
@@ -289,9 +373,17 @@ def _build_invoice(index: int, raw: Any, dataset: Dataset, today: date) -> Invoi
     issuing_date = fields.day("issuing_date", today)
     term: int = fields.integer("net_payment_term", 30)
     due_date = fields.day("payment_due_date", issuing_date + timedelta(days=term))
-    status = fields.choice("status", VISIBLE_INVOICE_STATUSES, "finalized")
+    status = fields.choice(
+        "status", VISIBLE_INVOICE_STATUSES + HIDDEN_INVOICE_STATUSES, "finalized"
+    )
     payment_status = fields.choice("payment_status", PAYMENT_STATUSES, "pending")
-    overdue_default = status == "finalized" and payment_status != "succeeded" and due_date < today
+    dispute_lost_at = fields.pattern("payment_dispute_lost_at", _TIMESTAMP, "a UTC timestamp", None)
+    overdue_default = (
+        status == "finalized"
+        and payment_status != "succeeded"
+        and dispute_lost_at is None
+        and due_date < today
+    )
     payment_overdue = fields.boolean("payment_overdue", overdue_default)
     created_at = fields.pattern(
         "created_at", _TIMESTAMP, "a UTC timestamp", _timestamp_default(issuing_date)
@@ -306,7 +398,7 @@ def _build_invoice(index: int, raw: Any, dataset: Dataset, today: date) -> Invoi
         "sequential_id": sequential_id,
         "number": fields.string("number", f"{customer.data['slug']}-{sequential_id:03d}"),
         "issuing_date": issuing_date.isoformat(),
-        "payment_dispute_lost_at": None,
+        "payment_dispute_lost_at": dispute_lost_at,
         "payment_due_date": due_date.isoformat(),
         "payment_overdue": payment_overdue,
         "net_payment_term": term,
@@ -335,7 +427,7 @@ def _build_invoice(index: int, raw: Any, dataset: Dataset, today: date) -> Invoi
         "xml_url": None,
         "created_at": created_at,
         "updated_at": fields.pattern("updated_at", _TIMESTAMP, "a UTC timestamp", created_at),
-        "voided_at": None,
+        "voided_at": fields.pattern("voided_at", _TIMESTAMP, "a UTC timestamp", None),
         "metadata": fields.metadata("metadata", lago_id, created_at, customer=False),
         "applied_taxes": [],
     }

@@ -28,10 +28,20 @@ class FaultSettings:
     rate_limit: int = 0
     premium: bool = True
     stale_count_ttl: float = 0.0
+    #: Behave like an older or buggy Lago (see sandbox/careless.py).
+    careless: bool = False
+    #: With `careless`: the share of payment request answers that name other invoices or
+    #: another customer than the request created.
+    careless_answer_rate: float = 0.0
     seed: int = 42
 
     def __post_init__(self) -> None:
-        for name in ("error_rate", "timeout_after_commit_rate", "drop_rate"):
+        for name in (
+            "error_rate",
+            "timeout_after_commit_rate",
+            "drop_rate",
+            "careless_answer_rate",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise FaultSettingsError(f"{name} must be between 0 and 1, got {value}")
@@ -104,6 +114,13 @@ class FaultInjector:
 
     def should_drop_after_commit(self) -> bool:
         return self._chance(self.settings.drop_rate)
+
+    def should_garble_answer(self) -> bool:
+        return self.settings.careless and self._chance(self.settings.careless_answer_rate)
+
+    @property
+    def rng(self) -> random.Random:
+        return self._rng
 
     def _chance(self, rate: float) -> bool:
         if rate <= 0:

@@ -53,12 +53,19 @@ _INVOICE_TYPES = ("subscription",) * 8 + ("one_off", "add_on", "progressive_bill
 
 @dataclass(frozen=True, slots=True)
 class GeneratorSpec:
+    """`odd_invoices` adds what a careless Lago lists too: invoices that lost a payment
+    dispute and deleted ones (off by default, so tidy datasets stay the same)."""
+
     customers: int = 50
     invoices_per_customer: int = 4
     seed: int = 42
+    odd_invoices: bool = False
+    # > 0: months of monthly invoices with payments and payment requests dated in the past,
+    # for backtests (`invoices_per_customer` is then unused; see sandbox/history.py).
+    history_days: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("customers", "invoices_per_customer"):
+        for name in ("customers", "invoices_per_customer", "history_days"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -83,9 +90,15 @@ def generate_document(spec: GeneratorSpec, today: date) -> dict[str, list[JsonOb
                     position,
                     today,
                     always_overdue=index in (0, 1),
+                    odd=spec.odd_invoices,
                 )
             )
-    return {"customers": customers, "invoices": invoices}
+    document = {"customers": customers, "invoices": invoices}
+    if spec.history_days > 0:
+        from sandbox.history import add_history
+
+        return add_history(document, history_days=spec.history_days, seed=spec.seed, today=today)
+    return document
 
 
 def _uuid(rng: random.Random) -> str:
@@ -144,6 +157,7 @@ def _invoice(
     today: date,
     *,
     always_overdue: bool,
+    odd: bool = False,
 ) -> JsonObject:
     term: int = customer["net_payment_term"]
     if always_overdue:
@@ -179,7 +193,20 @@ def _invoice(
                 offset = total
             ready = rng.random() >= 0.03
         self_billed = rng.random() < 0.03
-    overdue = status == "finalized" and payment_status != "succeeded" and due < today
+    dispute_lost_at: str | None = None
+    if odd and not always_overdue:
+        roll = rng.random()
+        if roll < 0.04 and status == "finalized" and payment_status != "succeeded":
+            lost = datetime.combine(due, datetime.min.time(), tzinfo=UTC) + timedelta(days=3)
+            dispute_lost_at = lost.strftime("%Y-%m-%dT%H:%M:%SZ")
+        elif roll < 0.07:
+            status = "deleted"
+    overdue = (
+        status == "finalized"
+        and payment_status != "succeeded"
+        and dispute_lost_at is None
+        and due < today
+    )
     created = datetime.combine(issuing, datetime.min.time(), tzinfo=UTC) + timedelta(
         seconds=rng.randint(0, 86_399)
     )
@@ -202,6 +229,7 @@ def _invoice(
         "total_paid_amount_cents": paid,
         "total_offsetted_credit_note_amount_cents": offset,
         "self_billed": self_billed,
+        "payment_dispute_lost_at": dispute_lost_at,
         "ready_for_payment_processing": ready
         and payment_status != "succeeded"
         and status != "voided",

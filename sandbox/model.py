@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 VISIBLE_INVOICE_STATUSES = ("draft", "finalized", "voided", "failed", "pending")
+#: Statuses Lago never lists (a careless Lago may): only data files and odd data use them.
+HIDDEN_INVOICE_STATUSES = ("deleted", "generating")
 PAYMENT_STATUSES = ("pending", "succeeded", "failed")
 INVOICE_TYPES = ("subscription", "add_on", "credit", "one_off", "progressive_billing")
 
@@ -21,6 +23,12 @@ JsonObject = dict[str, Any]
 def utc_now_iso() -> str:
     """A timestamp the way Lago serializes one: UTC, second precision, `Z` suffix."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_to_ns(timestamp: str) -> int:
+    """Nanoseconds since the epoch of a `...Z` timestamp (for Lago's created_at ordering)."""
+    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return int(moment.timestamp() * 1_000_000) * 1000
 
 
 def dump_json(value: Any) -> bytes:
@@ -43,6 +51,20 @@ class Invoice:
     customer_external_id: str
     data: JsonObject
     ready_for_payment_processing: bool = True
+
+    @property
+    def dunnable(self) -> bool:
+        """The truth a dunning worker must find from the invoice's own fields: finalized,
+        overdue, unpaid, not self-billed, no lost dispute, something due."""
+        data = self.data
+        return bool(
+            data["status"] == "finalized"
+            and data["payment_overdue"]
+            and data["payment_status"] in ("pending", "failed")
+            and not data["self_billed"]
+            and data["payment_dispute_lost_at"] is None
+            and data["total_due_amount_cents"] > 0
+        )
 
     def refresh_derived(self) -> None:
         """Recompute the fields Lago derives from the amounts and status."""
@@ -72,6 +94,9 @@ class PaymentRequest:
     origin: str = "api"
     dunning_campaign_code: str | None = None
     delivery: str = "answered"
+    #: Invoices that were not dunnable when the request was made (only a careless Lago
+    #: accepts those): the audit of "requests for ineligible invoices".
+    ineligible_invoice_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -104,3 +129,6 @@ class Dataset:
 
     customers: dict[str, Customer] = field(default_factory=dict)
     invoices: dict[str, Invoice] = field(default_factory=dict)
+    # History given with the data (payments and payment requests dated in the past).
+    payments: dict[str, Payment] = field(default_factory=dict)
+    payment_requests: dict[str, PaymentRequest] = field(default_factory=dict)

@@ -68,4 +68,5 @@ def audit_payment_request(store: Store, request: PaymentRequest) -> JsonObject:
         "origin": request.origin,
         "dunning_campaign_code": request.dunning_campaign_code,
         "delivery": request.delivery,
+        "ineligible_invoice_ids": list(request.ineligible_invoice_ids),
     }

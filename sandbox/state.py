@@ -82,12 +82,18 @@ class SandboxState:
     # -- payment requests (lago-api PaymentRequests::CreateService) ----------------------
 
     def create_payment_request(
-        self, params: JsonObject, *, origin: str, dunning_campaign_code: str | None = None
+        self,
+        params: JsonObject,
+        *,
+        origin: str,
+        dunning_campaign_code: str | None = None,
+        careless: bool = False,
     ) -> PaymentRequest:
         """Check preconditions 2-7 in Lago's order, then create the request.
 
         Precondition 1 (premium licence) is the caller's job: Lago's own dunning campaigns
-        only run on premium instances, so the control-plane path skips it.
+        only run on premium instances, so the control-plane path skips it. `careless` (an
+        older or buggy Lago) skips the overdue and ready checks and accepts deleted invoices.
         """
         store = self.store
         external_id = params.get("external_customer_id")
@@ -105,8 +111,9 @@ class SandboxState:
             for lago_id in wanted
             if lago_id in store.invoices
             and store.invoices[lago_id].customer_external_id == customer.external_id
+            and (careless or store.invoices[lago_id].data["status"] != "deleted")
         ]
-        _check_payable(invoices)
+        _check_payable(invoices, careless=careless)
         email = params.get("email")
         if not isinstance(email, str) or not email.strip():
             email = customer.data.get("email")
@@ -163,17 +170,18 @@ class SandboxState:
         self.webhooks.send(webhook_type, "invoice", payload)
 
 
-def _check_payable(invoices: list[Invoice]) -> None:
-    """Preconditions 3-7 of `PaymentRequests::CreateService#check_preconditions`."""
+def _check_payable(invoices: list[Invoice], *, careless: bool) -> None:
+    """Preconditions 3-7 of `PaymentRequests::CreateService#check_preconditions` (a careless
+    Lago skips 4 and 7)."""
     if not invoices:
         raise not_found("invoice")
-    if not all(invoice.data["payment_overdue"] for invoice in invoices):
+    if not careless and not all(invoice.data["payment_overdue"] for invoice in invoices):
         raise not_allowed("invoices_not_overdue")
     if len({invoice.data["currency"] for invoice in invoices}) > 1:
         raise not_allowed("invoices_have_different_currencies")
     if len({invoice.data["billing_entity_code"] for invoice in invoices}) > 1:
         raise not_allowed("invoices_have_different_billing_entities")
-    if not all(invoice.ready_for_payment_processing for invoice in invoices):
+    if not careless and not all(invoice.ready_for_payment_processing for invoice in invoices):
         raise not_allowed("invoices_not_ready_for_payment_processing")
 
 

@@ -14,8 +14,10 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from sandbox.careless import careless_invoice
 from sandbox.model import (
     Customer,
     Dataset,
@@ -25,6 +27,7 @@ from sandbox.model import (
     PaymentReceipt,
     PaymentRequest,
     dump_json,
+    iso_to_ns,
     utc_now_iso,
 )
 from sandbox.queries import InvoiceFilters, invoice_matches
@@ -43,14 +46,15 @@ class Store:
     def __init__(self, dataset: Dataset) -> None:
         self.customers: dict[str, Customer] = dataset.customers
         self.invoices: dict[str, Invoice] = dataset.invoices
-        self.payment_requests: dict[str, PaymentRequest] = {}
-        self.payments: dict[str, Payment] = {}
+        self.payment_requests: dict[str, PaymentRequest] = dict(dataset.payment_requests)
+        self.payments: dict[str, Payment] = dict(dataset.payments)
         self.receipts: dict[str, PaymentReceipt] = {}
         self.billing_entity_codes: set[str] = {
             c.data["billing_entity_code"] for c in self.customers.values()
         } | {i.data["billing_entity_code"] for i in self.invoices.values()}
         self.version = 0
         self._invoice_json: dict[str, bytes] = {}
+        self._careless_json: dict[str, bytes] = {}
         self._queries: OrderedDict[InvoiceFilters, list[str]] = OrderedDict()
         self._counts: dict[tuple[InvoiceFilters, int], _CachedCount] = {}
         self._receipt_sequence = 0
@@ -119,6 +123,18 @@ class Store:
             self._invoice_json[invoice.lago_id] = cached
         return cached
 
+    def careless_invoice_json(self, invoice: Invoice) -> bytes:
+        """The invoice as a careless Lago shows it (`sandbox.careless`), with its customer."""
+        cached = self._careless_json.get(invoice.lago_id)
+        if cached is None:
+            customer = self.customers[invoice.customer_external_id]
+            shown = careless_invoice(
+                invoice.data, ready_for_payment_processing=invoice.ready_for_payment_processing
+            )
+            cached = dump_json(shown)[:-1] + b',"customer":' + customer.json_bytes + b"}"
+            self._careless_json[invoice.lago_id] = cached
+        return cached
+
     def invoice_object(self, invoice: Invoice) -> JsonObject:
         return {**invoice.data, "customer": self.customers[invoice.customer_external_id].data}
 
@@ -136,6 +152,7 @@ class Store:
         invoice.data["updated_at"] = utc_now_iso()
         invoice.refresh_derived()
         self._invoice_json.pop(invoice.lago_id, None)
+        self._careless_json.pop(invoice.lago_id, None)
         if SORT_FIELDS & changes.keys():
             self._reorder()
             return
@@ -167,6 +184,7 @@ class Store:
             for inv in invoices
         )
         request = PaymentRequest(
+            ineligible_invoice_ids=[inv.lago_id for inv in invoices if not inv.dunnable],
             lago_id=str(uuid.uuid4()),
             customer_external_id=customer.external_id,
             email=email,
@@ -188,6 +206,8 @@ class Store:
         invoice's payment_status changed."""
         customer = self.customers[invoice.customer_external_id]
         now_iso, now_ns = utc_now_iso(), time.time_ns()
+        # Lago stores a manual payment's `paid_at` as its `created_at` (ManualCreateService).
+        paid_iso = _paid_at_iso(paid_at) or now_iso
         payment = Payment(
             lago_id=str(uuid.uuid4()),
             customer_external_id=customer.external_id,
@@ -197,8 +217,8 @@ class Store:
             amount_cents=amount_cents,
             amount_currency=invoice.data["currency"],
             reference=reference,
-            created_at=now_iso,
-            created_at_ns=now_ns,
+            created_at=paid_iso,
+            created_at_ns=iso_to_ns(paid_iso) if paid_iso != now_iso else now_ns,
             paid_at=paid_at,
         )
         self.payments[payment.lago_id] = payment
@@ -228,3 +248,16 @@ class Store:
             )
         self.update_invoice(invoice, changes)
         return payment, receipt, status_changed
+
+
+def _paid_at_iso(paid_at: str | None) -> str | None:
+    """`paid_at` (a date or an ISO time, as Lago's `Time.zone.parse` takes it) as `...Z`."""
+    if not paid_at:
+        return None
+    try:
+        moment = datetime.fromisoformat(paid_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

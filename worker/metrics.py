@@ -78,6 +78,17 @@ WEBHOOKS = Counter(
     ["webhook_type", "result"],
 )
 INTENTS = Gauge("dunning_intents", "Payment-request intents in the ledger, by status.", ["status"])
+ANSWER_MISMATCHES = Counter(
+    "dunning_answer_mismatches",
+    "Payment requests Lago answered with (stage=sent) or we found to adopt (stage=adopted) that "
+    "did not name our customer, our currency and a subset of our invoices: sent to review.",
+    ["stage", "problem"],
+)
+INVOICES_JUDGED = Counter(
+    "dunning_invoices_judged",
+    "Listed invoices judged from their own fields, by result (eligible or a skip reason).",
+    ["reason"],
+)
 
 # Label values we accept for webhook types; anything else is counted as "other" so a sender
 # cannot grow the number of time series.
@@ -123,6 +134,17 @@ def record_outcome(outcome: str, *, source: str, currency: str, recovered_cents:
     OUTCOMES.labels(outcome=outcome, source=source).inc()
     if recovered_cents > 0:
         RECOVERED_CENTS.labels(currency=currency).inc(recovered_cents)
+
+
+def record_answer_mismatch(stage: str, problem: str) -> None:
+    """`stage`: sent (our POST's answer) or adopted (a request found while reconciling)."""
+    ANSWER_MISMATCHES.labels(stage=stage, problem=problem).inc()
+
+
+def record_invoices_judged(counts: Mapping[str, int]) -> None:
+    for reason, count in counts.items():
+        if count > 0:
+            INVOICES_JUDGED.labels(reason=reason).inc(count)
 
 
 def record_check(method: str, count: int = 1) -> None:

@@ -146,7 +146,10 @@ def test_sweep_once_json_reports_the_run_and_matches_the_sandbox(
         "no_policy_matched": 1,
     }
     assert report["api_calls"] == sandbox.stats()["total"]
-    assert report["api_calls"] == 1 + 7  # one listing page, one POST per group
+    # One page of pending payment requests (already_requested), one page of invoices, one
+    # POST per group.
+    assert report["api_calls"] == 1 + 1 + 7
+    assert sum(report["invoices_by_reason"].values()) == report["invoices_seen"]
     assert len(sandbox.payment_requests()) == 7
     assert '"sweep.finished"' in result.stderr  # logs go to stderr
 
@@ -302,6 +305,44 @@ def test_plan_json_lists_the_groups(
     assert plan["malformed"] == 0
 
 
+def test_plan_diff_shows_what_a_candidate_would_change_and_writes_nothing(
+    dunning: Dunning, env: dict[str, str], sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    sandbox.reset(data=load_data("scenarios"))
+    current = Path(env["DUNNING_POLICY_FILE"]).read_text(encoding="utf-8")
+    candidate = tmp_path / "candidate.yaml"
+    # Raise the USD minimum: some USD groups stop being dunned.
+    candidate.write_text(current.replace("USD: 1000", "USD: 25000"), encoding="utf-8")
+    before = count_rows(env["DUNNING_DATABASE_URL"])
+    sandbox.reset_stats()
+
+    text = dunning("plan", "--diff", str(candidate), env=env)
+    result = dunning("plan", "--diff", str(candidate), "--json", env=env)
+
+    assert text.code == 0, text.stderr
+    assert "Totals" in text.stdout
+    assert "nothing written" in text.stdout
+    assert result.code == 0, result.stderr
+    diff = json.loads(result.stdout)
+    assert diff["changes"]["stop"] > 0
+    assert diff["changes"]["start"] == 0
+    stopped = {row["external_customer_id"] for row in diff["rows"] if row["change"] == "stop"}
+    assert stopped == {"cus_multi_currency", "cus_tokyo", "cus_two_entities"}
+    assert {row["currency"] for row in diff["rows"]} == {"USD"}
+    assert all(row["candidate"]["reason"] == "below_threshold" for row in diff["rows"])
+    assert count_rows(env["DUNNING_DATABASE_URL"]) == before
+    assert sandbox.payment_requests() == []
+    # One invoice listing and one pending-requests listing per run (text, then JSON).
+    assert sandbox.stats()["requests"] == {
+        "GET /api/v1/invoices": {"200": 2},
+        "GET /api/v1/payment_requests": {"200": 2},
+    }
+    bad = dunning("plan", "--diff", str(tmp_path / "missing.yaml"), env=env)
+    assert bad.code == 2
+    assert "candidate" in bad.stderr
+    assert "file not found" in bad.stderr
+
+
 def test_missing_licence_stops_with_one_line_and_keeps_the_ledger(
     dunning: Dunning, env: dict[str, str], sandbox: SandboxHandle
 ) -> None:
@@ -326,7 +367,7 @@ def test_malformed_invoice_is_reported_and_the_rest_is_sent(
     dunning: Dunning, env: dict[str, str], sandbox: SandboxHandle
 ) -> None:
     sandbox.reset(data=load_data("one_customer"))
-    sandbox.patch_invoice("5e1f0000-0000-4000-8000-000000000003", currency="usd")
+    sandbox.patch_invoice("5e1f0000-0000-4000-8000-000000000003", payment_due_date="soon")
 
     result = dunning("sweep", "--once", "--json", env=env)
 
@@ -334,6 +375,7 @@ def test_malformed_invoice_is_reported_and_the_rest_is_sent(
     report = json.loads(result.stdout)
     assert report["malformed"] == 1
     assert report["decisions_by_reason"]["malformed_record"] >= 1
+    assert report["invoices_by_reason"]["malformed_record"] == 1
     solo = requests_by_customer(sandbox)["cus_solo"]
     assert len(solo) == 1
     assert {i["lago_id"] for i in solo[0]["invoices"]} == {

@@ -46,7 +46,7 @@ def test_get_invoice_reads_the_wrapped_invoice() -> None:
     with make_client(recorder) as client:
         invoice = client.get_invoice("inv-00007")
     assert invoice.lago_id == "inv-00007"
-    assert invoice.due_cents == 10_000
+    assert invoice.total_due_amount_cents == 10_000
     assert recorder.last.method == "GET"
     assert recorder.last.url.path == "/api/v1/invoices/inv-00007"
 
@@ -80,15 +80,24 @@ def test_create_payment_request_refuses_an_empty_invoice_list() -> None:
         client.create_payment_request("cust-1", [])
 
 
-def test_create_payment_request_with_an_invalid_answer_names_the_field() -> None:
+def test_create_payment_request_with_an_unreadable_answer_names_the_field() -> None:
     bad = payment_request_json()
-    bad["amount_currency"] = "euro"
+    bad["amount_cents"] = "a lot"
     with (
         make_client(Recorder({"payment_request": bad})) as client,
         pytest.raises(LagoMalformedResponseError) as caught,
     ):
         client.create_payment_request("cust-1", ["inv-00001"])
-    assert caught.value.field == "payment_request.amount_currency"
+    assert caught.value.field == "payment_request.amount_cents"
+
+
+def test_an_answer_with_values_we_do_not_know_is_kept_raw_for_the_checks() -> None:
+    odd = payment_request_json()
+    odd["amount_currency"] = "euro"
+    odd["payment_status"] = "processing"
+    with make_client(Recorder({"payment_request": odd})) as client:
+        request = client.create_payment_request("cust-1", ["inv-00001"])
+    assert (request.amount_currency, request.payment_status) == ("euro", "processing")
 
 
 def test_get_payment_request_reads_the_wrapped_object() -> None:

@@ -137,7 +137,7 @@ def test_create_then_find_a_payment_request(sandbox: SandboxHandle, client: Lago
     ids = [invoice.lago_id for invoice in invoices]
     created = client.create_payment_request(PAYER, ids, email="ap@payer.test")
     assert created.invoice_ids == frozenset(ids)
-    assert created.amount_cents == sum(invoice.due_cents for invoice in invoices)
+    assert created.amount_cents == sum(invoice.total_due_amount_cents for invoice in invoices)
     assert client.get_payment_request(created.lago_id) == created
     listed = list(
         client.iter_payment_requests(external_customer_id=PAYER, payment_status="pending")
@@ -161,9 +161,9 @@ def test_manual_payment_then_payments_and_receipts(
 ) -> None:
     invoice = _payer_overdue(client)[0]
     payment = client.create_payment(
-        invoice_id=invoice.lago_id, amount_cents=invoice.due_cents, reference="wire 7"
+        invoice_id=invoice.lago_id, amount_cents=invoice.total_due_amount_cents, reference="wire 7"
     )
-    assert payment.amount_cents == invoice.due_cents
+    assert payment.amount_cents == invoice.total_due_amount_cents
     payments = list(client.iter_payments(invoice_id=invoice.lago_id))
     assert [p.lago_id for p in payments] == [payment.lago_id]
     assert [p.lago_id for p in client.iter_payments(external_customer_id=PAYER)] == [

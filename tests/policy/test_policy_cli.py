@@ -65,3 +65,33 @@ def test_check_missing_file_exits_2(tmp_path: Path) -> None:
     assert code == 2
     assert "missing.yaml: file not found" in err
     assert "Traceback" not in err
+
+
+STEPPED = """\
+version: 1
+holdout_salt: q4
+policies:
+  - name: stepped
+    version: 7
+    min_overdue_cents: {EUR: 1000}
+    email: {metadata_key: finance_email}
+    contact_cap: {max_requests: 1, per_days: 3}
+    holdout_percent: 5
+    send_window: {start_hour: 9, end_hour: 17, skip_holidays: true}
+    steps:
+      - {after_days: 0}
+      - {after_days: 7, email: cfo@buyer.example}
+"""
+
+
+def test_check_shows_steps_calendars_caps_holdouts_and_version(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(STEPPED)
+
+    code, out, _ = run("policy", "check", str(path))
+
+    assert code == 0, out
+    expected = ["day 0", "day 7 to cfo@buyer.example", "no holidays (customer country)",
+                "metadata.finance_email", "version 7", "cap 1 per 3d", "holdout 5%"]  # fmt: skip
+    for text in expected:
+        assert text in out

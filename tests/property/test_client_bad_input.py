@@ -21,7 +21,7 @@ SCALARS = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(10**30), max_value=10**30),
-    st.floats(allow_nan=False, allow_infinity=False),  # JSON has neither
+    st.floats(allow_nan=False, allow_infinity=False),  # JSON has no NaN or Infinity
     st.text(max_size=12),
 )
 JSONISH = st.recursive(

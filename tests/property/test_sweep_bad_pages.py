@@ -47,6 +47,9 @@ def _pages(rows: list[Any], page_two: bytes | None) -> httpx.MockTransport:
 
     def handler(request: httpx.Request) -> httpx.Response:
         page = int(request.url.params.get("page", "1"))
+        if request.url.path.endswith("/payment_requests"):  # nothing pending elsewhere
+            empty = {"current_page": 0, "next_page": None, "total_pages": 0, "total_count": 0}
+            return httpx.Response(200, json={"payment_requests": [], "meta": empty})
         if page == 1:
             meta = {"current_page": 1, "next_page": 2, "total_pages": 2, "total_count": 101}
             return httpx.Response(200, json={"invoices": rows, "meta": meta})
@@ -111,10 +114,14 @@ def test_garbage_rows_become_recorded_skips(db_url: str, bad: list[Any], junk: l
         return
 
     after = count_rows(db_url)
-    # Every listed row was read, and the run recorded one decision per group plus one skip
-    # per malformed row: nothing silently dropped, nothing half written.
+    # Every listed row was read and accounted for, and the run recorded one decision per
+    # group, one per malformed row and one per summary of skipped invoices: nothing silently
+    # dropped, nothing half written.
     assert summary.invoices_seen == len(rows)
-    assert after["decisions"] - before["decisions"] == summary.groups + summary.malformed
+    assert sum(summary.invoices.values()) == len(rows)
+    assert after["decisions"] - before["decisions"] == (
+        summary.groups + summary.malformed + summary.skip_summaries
+    )
     assert summary.malformed <= len(bad) + len(junk)
 
 

@@ -66,9 +66,16 @@ def test_the_action_list(engine: Engine) -> None:
     with write_tx(engine) as session:
         pause_customer(session, external_customer_id="cus_paused", reason="disputing", now=T0)
         pause_customer(session, external_customer_id="cus_paused_idle", reason=None, now=T0)
+        pause_customer(  # a hold that ended before now: nobody to act on
+            session,
+            external_customer_id="cus_hold_over",
+            reason=None,
+            now=T0 - timedelta(days=2),
+            until=T0 - timedelta(days=1),
+        )
 
     with reading(engine) as session:
-        items = action_list(session)
+        items = action_list(session, now=T0)
     seen = [(i.kind, i.external_customer_id, i.currency, i.amount_cents) for i in items]
     assert seen == [
         ("needs_review", "cus_review", "USD", 2500),
@@ -81,7 +88,7 @@ def test_the_action_list(engine: Engine) -> None:
     ]
     assert items[0].detail == "5 unknown outcomes"
     assert items[2].detail == "invoices_not_overdue"
-    assert items[3].detail == "disputing"
+    assert items[3].detail == "disputing (until resumed)"
 
 
 def test_the_next_sweep_asks_retries_due_and_waits_that_end(engine: Engine) -> None:

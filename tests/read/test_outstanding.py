@@ -45,8 +45,10 @@ def _invoice(lago_id: str, customer: str, days_overdue: int | None, due: int) ->
 def test_bucket_edges_in_the_spool_and_in_python_agree() -> None:
     days = [None, 0, 1, 30, 31, 60, 61, 90, 91, 400]
     items = [_invoice(f"i{n}", f"c{n % 3}", d, 100 * (n + 1)) for n, d in enumerate(days)]
-    with collect_groups(items) as collected:
+    with collect_groups(items, now=datetime(2026, 12, 1, 12, tzinfo=UTC)) as collected:
         figures = collected.ageing(TODAY)
+        judged = dict(collected.invoices_by_reason)
+    assert judged == {"eligible": 10}  # every one listed as overdue with money due
     by_bucket = {f.bucket: f for f in figures}
     # 1-30: None, 0, 1, 30 (a missing date or a day-old flag counts as recent)
     assert by_bucket["1-30"] == AgeingFigure("EUR", "1-30", 4, 3, 100 + 200 + 300 + 400)

@@ -24,7 +24,11 @@ TODAY = date(2025, 6, 15)
     ("doc", "message"),
     [
         ([], 'the document must be an object like {"customers": [...], "invoices": [...]}'),
-        ({"clients": []}, "unknown top-level key 'clients' (expected customers, invoices)"),
+        (
+            {"clients": []},
+            "unknown top-level key 'clients' (expected customers, invoices, payments, "
+            + "payment_requests)",
+        ),
         (
             {"customers": [{"name": "x"}]},
             "customers[0] (external_id=None): 'external_id' is required",

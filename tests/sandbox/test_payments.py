@@ -122,3 +122,20 @@ def test_patch_invoice_validates_fields(sandbox: SandboxHandle, unpaid: dict[str
     )
     assert patched["ready_for_payment_processing"] is False
     assert patched["total_due_amount_cents"] == 7_500
+
+
+def test_a_manual_payment_paid_at_is_its_created_at_as_in_lago(
+    sandbox: SandboxHandle, unpaid: dict[str, Any]
+) -> None:
+    # Payments::ManualCreateService creates the payment with `created_at: parsed_paid_at`.
+    body = {
+        "payment": {
+            "invoice_id": unpaid["lago_id"],
+            "amount_cents": 1_000,
+            "reference": "wire",
+            "paid_at": "2026-05-04",
+        }
+    }
+    response = pay(sandbox, body)
+    assert response.status_code == 200, response.text
+    assert response.json()["payment"]["created_at"] == "2026-05-04T00:00:00Z"

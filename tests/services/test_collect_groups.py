@@ -1,16 +1,20 @@
-"""`collect_groups`: the overdue listing reduced to one group per customer, currency and
-billing entity, with malformed and settled records accounted for."""
+"""`collect_groups`: the listing judged invoice by invoice and reduced to one group per
+customer, currency and billing entity, with every invoice seen accounted for by reason."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from worker.lago.models import Invoice, MalformedRecord
 from worker.policy.types import Group
-from worker.services.collect_groups import Malformed, collect_groups
+from worker.services.collect_groups import Malformed, SkippedInvoices, collect_groups
+from worker.services.requested_elsewhere import RequestedElsewhere
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -19,22 +23,32 @@ class Collected:
 
     groups: list[Group]
     malformed: list[Malformed]
+    skips: list[SkippedInvoices]
     invoices_seen: int
-    nothing_due: int
+    by_reason: Counter[str]
     overdue_invoice_ids: set[str]
 
 
 def _collect(
-    items: Iterable[Invoice | MalformedRecord], *, customer: str | None = None
+    items: Iterable[Invoice | MalformedRecord],
+    *,
+    customer: str | None = None,
+    elsewhere: RequestedElsewhere | None = None,
 ) -> Collected:
-    with collect_groups(items, customer=customer) as collected:
-        return Collected(
+    with collect_groups(
+        items, now=NOW, customer=customer, requested_elsewhere=elsewhere
+    ) as collected:
+        result = Collected(
             groups=list(collected.groups),
             malformed=list(collected.malformed),
+            skips=list(collected.skips),
             invoices_seen=collected.invoices_seen,
-            nothing_due=collected.nothing_due,
+            by_reason=Counter(collected.invoices_by_reason),
             overdue_invoice_ids=set(collected.overdue_invoice_ids),
         )
+    # Every invoice seen is accounted for by exactly one reason.
+    assert sum(result.by_reason.values()) == result.invoices_seen
+    return result
 
 
 def _customer(external_id: str, **fields: Any) -> dict[str, Any]:
@@ -50,6 +64,7 @@ def _invoice(
     total: int = 1000,
     entity: str | None = "acme_us",
     due_date: str = "2025-01-10",
+    **fields: Any,
 ) -> Invoice:
     raw: dict[str, Any] = {
         "lago_id": lago_id,
@@ -63,6 +78,7 @@ def _invoice(
         "billing_entity_code": entity,
         "payment_due_date": due_date,
         "customer": customer,
+        **fields,
     }
     return Invoice.model_validate(raw)
 
@@ -128,7 +144,11 @@ def test_timezone_falls_back_to_the_customer_setting_and_empty_email_is_none() -
 def test_malformed_records_and_invoices_without_customer_are_kept_apart() -> None:
     alice = _customer("alice")
     bad = MalformedRecord(
-        lago_id="i9", index=3, page=2, error="invoices[3].currency: String should match"
+        lago_id="i9",
+        index=3,
+        page=2,
+        error="invoices[3].total_amount_cents: Input should be a valid integer",
+        external_customer_id="alice",
     )
     items: list[Invoice | MalformedRecord] = [
         _invoice("i1", alice),
@@ -141,8 +161,11 @@ def test_malformed_records_and_invoices_without_customer_are_kept_apart() -> Non
     assert collected.invoices_seen == 3
     assert [g.invoice_ids for g in collected.groups] == [("i1",)]
     assert collected.malformed == [
-        Malformed("i9", None, "invoices[3].currency: String should match"),
-        Malformed("i2", None, "invoice i2 has no customer object"),
+        Malformed("i9", "alice", "invoices[3].total_amount_cents: Input should be a valid integer")
+    ]
+    assert collected.by_reason == {"eligible": 1, "malformed_record": 1, "no_customer": 1}
+    assert [(s.external_customer_id, s.reason.value) for s in collected.skips] == [
+        ("-", "no_customer")
     ]
     assert collected.overdue_invoice_ids == {"i1"}
 
@@ -154,18 +177,79 @@ def test_invoices_with_nothing_due_are_counted_but_not_grouped() -> None:
         _invoice("i1", alice, due=0),
         _invoice("i2", alice, due=500),
         _invoice("i3", bob, due=0),
-        # An older Lago without total_due_amount_cents: total minus paid.
-        _invoice("i4", bob, due=None, total=700),
+        # An older Lago without total_due_amount_cents: derived like Lago does.
+        _invoice(
+            "i4",
+            bob,
+            due=None,
+            total=900,
+            total_paid_amount_cents=200,
+            total_offsetted_credit_note_amount_cents=0,
+        ),
+        # ... and where it cannot be derived, never guessed.
+        _invoice("i5", bob, due=None, total=900),
     ]
 
     collected = _collect(items)
 
-    assert collected.nothing_due == 2
+    assert collected.by_reason == {"eligible": 2, "nothing_due": 2, "amount_unknown": 1}
     assert {g.key: g.overdue_amount_cents for g in collected.groups} == {
         "alice|USD|acme_us": 500,
         "bob|USD|acme_us": 700,
     }
     assert collected.overdue_invoice_ids == {"i2", "i4"}
+    skips = {(s.external_customer_id, s.reason.value): s for s in collected.skips}
+    assert skips["bob", "amount_unknown"].amount_cents is None
+    assert skips["alice", "nothing_due"].invoice_count == 1
+
+
+def test_a_careless_listing_is_judged_invoice_by_invoice() -> None:
+    """A Lago that ignores the listing's filters: drafts, voided, paid, self-billed, disputed,
+    not yet due and in-flight invoices come back; none of them joins a group."""
+    alice = _customer("alice")
+    items = [
+        _invoice("ok", alice),
+        _invoice("draft", alice, status="draft", payment_overdue=False),
+        _invoice("voided", alice, status="voided", total_due_amount_cents=0),
+        _invoice("deleted", alice, status="deleted"),
+        _invoice("paid", alice, payment_status="succeeded", due=0),
+        _invoice("self", alice, self_billed=True),
+        _invoice("lost", alice, payment_dispute_lost_at="2025-02-01T00:00:00Z"),
+        _invoice("flight", alice, payment_status="processing"),
+        _invoice("future", alice, payment_overdue=None, due_date="2025-04-01"),
+        _invoice("weird", alice, payment_status="on_hold"),
+    ]
+
+    collected = _collect(items)
+
+    assert [g.invoice_ids for g in collected.groups] == [("ok",)]
+    assert collected.by_reason == {
+        "eligible": 1,
+        "not_finalized": 3,
+        "already_paid": 1,
+        "self_billed": 1,
+        "dispute_lost": 1,
+        "payment_in_flight": 1,
+        "not_overdue": 1,
+        "payment_status_unknown": 1,
+    }
+    not_finalized = next(s for s in collected.skips if s.reason.value == "not_finalized")
+    assert not_finalized.invoice_count == 3
+    assert "N-deleted is deleted" in not_finalized.detail
+
+
+def test_a_pending_request_we_did_not_make_marks_the_invoices_it_covers() -> None:
+    alice = _customer("alice")
+    asked = datetime(2025, 2, 27, 9, 0, tzinfo=UTC)
+
+    collected = _collect(
+        [_invoice("i1", alice), _invoice("i2", alice), _invoice("i3", alice, currency="EUR")],
+        elsewhere=RequestedElsewhere(invoices={"i2": asked}),
+    )
+
+    by_key = {g.key: g for g in collected.groups}
+    assert by_key["alice|USD|acme_us"].requested_elsewhere_at == asked
+    assert by_key["alice|EUR|acme_us"].requested_elsewhere_at is None
 
 
 def test_customer_filter_keeps_only_that_customer() -> None:
@@ -179,6 +263,9 @@ def test_customer_filter_keeps_only_that_customer() -> None:
 
     assert [g.key for g in collected.groups] == ["alice|EUR|acme_us", "alice|USD|acme_us"]
     assert collected.overdue_invoice_ids == {"i1", "i3"}
+    # Bob's invoice is counted (every invoice seen is accounted for) but not recorded.
+    assert collected.by_reason == {"eligible": 2, "other_customer": 1}
+    assert collected.skips == []
 
 
 def test_no_billing_entity_groups_under_none_and_sorts_first() -> None:
@@ -197,4 +284,4 @@ def test_an_empty_listing_gives_no_groups() -> None:
 
     assert collected.groups == []
     assert collected.invoices_seen == 0
-    assert collected.nothing_due == 0
+    assert collected.by_reason == {}

@@ -63,6 +63,26 @@ def _overdue_ids(sandbox: SandboxHandle, customer: str, currency: str = "USD") -
     )
 
 
+def _die_mid_post(engine: Engine, intent_id: int, *, owner: str, now: datetime) -> None:
+    """A worker claims the intent, starts its POST (stamped) and dies before any answer."""
+    claimed = intents.claim_intents(
+        engine, owner=owner, now=now, lease_seconds=LEASE, limit=1, intent_ids=[intent_id]
+    )
+    assert [intent.id for intent in claimed] == [intent_id]
+    with write_tx(engine) as session:
+        assert intents.mark_post_started(session, owner=owner, intent_ids=[intent_id], now=now) == {
+            intent_id
+        }
+
+
+def _die_before_post(engine: Engine, intent_id: int, *, owner: str, now: datetime) -> None:
+    """A worker claims the intent and dies before its POST starts."""
+    claimed = intents.claim_intents(
+        engine, owner=owner, now=now, lease_seconds=LEASE, limit=1, intent_ids=[intent_id]
+    )
+    assert [intent.id for intent in claimed] == [intent_id]
+
+
 def _add(engine: Engine, now: datetime, invoice_ids: list[str], customer: str = CUSTOMER) -> int:
     with write_tx(engine) as session:
         intent_id = intents.add_intent(
@@ -151,10 +171,8 @@ def test_reconcile_adopts_a_request_made_by_lagos_dunning_and_does_not_post(
 ) -> None:
     invoice_ids = _overdue_ids(sandbox, CUSTOMER)
     intent_id = _add(engine, clock(), invoice_ids)
-    # A worker claimed it and died; Lago's own campaign asked for payment meanwhile.
-    intents.claim_intents(
-        engine, owner="dead", now=clock(), lease_seconds=LEASE, limit=1, intent_ids=[intent_id]
-    )
+    # A worker died mid-POST; Lago's own campaign asked for payment meanwhile.
+    _die_mid_post(engine, intent_id, owner="dead", now=clock())
     campaign = sandbox.create_campaign_payment_request(CUSTOMER, invoice_ids[:2])
     clock.advance(LEASE + 1)
 
@@ -177,9 +195,7 @@ def test_an_old_pending_request_counts_as_already_asked(
     campaign = sandbox.create_campaign_payment_request(CUSTOMER, invoice_ids[:1])
     clock.advance(3600)  # our try starts an hour after Lago's campaign request
     intent_id = _add(engine, clock(), invoice_ids)
-    intents.claim_intents(
-        engine, owner="dead", now=clock(), lease_seconds=LEASE, limit=1, intent_ids=[intent_id]
-    )
+    _die_mid_post(engine, intent_id, owner="dead", now=clock())
     clock.advance(LEASE + 1)
 
     outcome = _send(engine, client, intent_id, clock)
@@ -190,13 +206,28 @@ def test_an_old_pending_request_counts_as_already_asked(
     assert sandbox.request_count(POST) == 0
 
 
-def test_after_a_crash_before_the_post_it_waits_for_the_settle_window_then_posts_once(
+def test_after_a_crash_before_the_post_the_next_holder_posts_at_once_with_no_unknown_outcome(
     engine: Engine, sandbox: SandboxHandle, client: LagoClient, clock: Clock
 ) -> None:
     intent_id = _add(engine, clock(), _overdue_ids(sandbox, CUSTOMER))
-    intents.claim_intents(
-        engine, owner="dead", now=clock(), lease_seconds=LEASE, limit=1, intent_ids=[intent_id]
-    )
+    for owner in ("dead-1", "dead-2", "dead-3", "dead-4", "dead-5", "dead-6"):
+        _die_before_post(engine, intent_id, owner=owner, now=clock())
+        clock.advance(LEASE + 1)
+        assert _row(engine, intent_id).ambiguous_tries == 0
+
+    outcome = _send(engine, client, intent_id, clock, max_ambiguous_tries=1)
+
+    assert outcome.status is SendStatus.SENT
+    assert sandbox.request_count(POST) == 1
+    row = _row(engine, intent_id)
+    assert (row.status, row.ambiguous_tries, row.tries) == ("sent", 0, 7)
+
+
+def test_after_a_crash_during_the_post_it_waits_for_the_settle_window_then_posts_once(
+    engine: Engine, sandbox: SandboxHandle, client: LagoClient, clock: Clock
+) -> None:
+    intent_id = _add(engine, clock(), _overdue_ids(sandbox, CUSTOMER))
+    _die_mid_post(engine, intent_id, owner="dead", now=clock())
     clock.advance(LEASE + 1)
 
     early = _send(engine, client, intent_id, clock)
@@ -239,11 +270,9 @@ def test_too_many_unknown_outcomes_need_review(
     engine: Engine, sandbox: SandboxHandle, client: LagoClient, clock: Clock
 ) -> None:
     intent_id = _add(engine, clock(), _overdue_ids(sandbox, CUSTOMER))
-    # Two workers died holding it: two unknown outcomes, nothing landed in Lago.
+    # Two workers died mid-POST: two unknown outcomes, nothing landed in Lago.
     for owner in ("dead-1", "dead-2"):
-        intents.claim_intents(
-            engine, owner=owner, now=clock(), lease_seconds=LEASE, limit=1, intent_ids=[intent_id]
-        )
+        _die_mid_post(engine, intent_id, owner=owner, now=clock())
         clock.advance(LEASE + 1)
 
     outcome = _send(engine, client, intent_id, clock, max_ambiguous_tries=1)
@@ -385,3 +414,71 @@ def test_recover_runs_every_due_intent(
     )
     assert again.due == 0
     assert len(sandbox.payment_requests()) == added
+
+
+def _attempts(engine: Engine, customer: str = CUSTOMER) -> int:
+    with read_session(engine) as session:
+        state = group_states.load_group_states(
+            session, groups=[group_states.GroupRef(customer, "USD", "acme_us")]
+        )
+    return next(iter(state.values())).attempts_used
+
+
+def test_an_answer_naming_another_customer_or_invoices_goes_to_review_not_counted(
+    engine: Engine, sandbox: SandboxHandle, client: LagoClient, clock: Clock
+) -> None:
+    invoice_ids = _overdue_ids(sandbox, CUSTOMER)
+    intent_id = _add(engine, clock(), invoice_ids)
+    sandbox.set_faults(careless=True, careless_answer_rate=1.0)
+
+    outcome = _send(engine, client, intent_id, clock)
+
+    assert outcome.status is SendStatus.NEEDS_REVIEW
+    assert outcome.error_code == "answer_mismatch"
+    assert outcome.posted
+    [created] = sandbox.payment_requests()
+    row = _row(engine, intent_id)
+    assert (row.status, row.last_error_code) == ("needs_review", "answer_mismatch")
+    assert row.lago_payment_request_id == created["lago_id"]  # kept for the human
+    assert row.last_error is not None
+    assert "not counted as an attempt" in row.last_error
+    assert _attempts(engine) == 0
+
+
+def test_a_request_found_while_reconciling_must_pass_the_same_checks(
+    engine: Engine, sandbox: SandboxHandle, client: LagoClient, clock: Clock
+) -> None:
+    """After a POST with unknown outcome, a pending request in Lago that covers our invoices
+    AND others we never asked for is not adopted: it goes to review."""
+    invoice_ids = _overdue_ids(sandbox, CUSTOMER)
+    ours, extra = invoice_ids[:-1], invoice_ids[-1:]
+    intent_id = _add(engine, clock(), ours)
+    _die_mid_post(engine, intent_id, owner="dead", now=clock())
+    foreign = sandbox.create_campaign_payment_request(CUSTOMER, ours + extra)
+    clock.advance(LEASE + 1)
+
+    outcome = _send(engine, client, intent_id, clock)
+
+    assert outcome.status is SendStatus.NEEDS_REVIEW
+    assert outcome.error_code == "adoption_mismatch"
+    assert not outcome.posted
+    assert sandbox.request_count(POST) == 0
+    row = _row(engine, intent_id)
+    assert row.lago_payment_request_id == foreign["lago_id"]
+    assert _attempts(engine) == 0
+
+
+def test_a_request_covering_fewer_of_our_invoices_is_adopted(
+    engine: Engine, sandbox: SandboxHandle, client: LagoClient, clock: Clock
+) -> None:
+    invoice_ids = _overdue_ids(sandbox, CUSTOMER)
+    intent_id = _add(engine, clock(), invoice_ids)
+    _die_mid_post(engine, intent_id, owner="dead", now=clock())
+    fewer = sandbox.create_campaign_payment_request(CUSTOMER, invoice_ids[:1])
+    clock.advance(LEASE + 1)
+
+    outcome = _send(engine, client, intent_id, clock)
+
+    assert outcome.status is SendStatus.ADOPTED
+    assert outcome.lago_id == fewer["lago_id"]
+    assert _attempts(engine) == 1

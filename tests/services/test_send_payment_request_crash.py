@@ -161,3 +161,104 @@ def test_exactly_one_payment_request_per_intent_after_crash_and_recovery(
         assert posts_before == INTENTS
         assert statuses == {"adopted": INTENTS}
         assert summary.posts == 0
+
+
+def _all_groups_as_intents(engine: Engine, sandbox: SandboxHandle) -> dict[int, frozenset[str]]:
+    groups: dict[tuple[str, str, str | None], list[str]] = {}
+    for invoice in sandbox.invoices():
+        if invoice["payment_overdue"] and invoice["ready_for_payment_processing"]:
+            key = (
+                invoice["customer"]["external_id"],
+                invoice["currency"],
+                invoice["billing_entity_code"],
+            )
+            groups.setdefault(key, []).append(invoice["lago_id"])
+    added: dict[int, frozenset[str]] = {}
+    now = datetime.now(UTC)
+    with write_tx(engine) as session:
+        for (customer, currency, entity), invoice_ids in sorted(groups.items()):
+            intent_id = intents.add_intent(
+                session,
+                run_id=None,
+                external_customer_id=customer,
+                currency=currency,
+                billing_entity_code=entity,
+                invoice_ids=invoice_ids,
+                amount_cents=1,
+                email=None,
+                policy="crash-test",
+                attempt_number=1,
+                now=now,
+            )
+            assert intent_id is not None
+            added[intent_id] = frozenset(invoice_ids)
+    return added
+
+
+@pytest.mark.slow
+def test_batched_sends_killed_six_times_strand_no_intent_that_never_reached_lago(
+    engine: Engine, db_url: str, sandbox: SandboxHandle
+) -> None:
+    """The adversarial repro of "crashes strand customers in needs_review": sends killed
+    shortly after their first answer (latency 150 +- 100 ms), six times. Only intents whose
+    own POST had started may count an unknown outcome; none that never reached Lago may end
+    in needs_review, and after recovery each intent has exactly one payment request."""
+    sandbox.reset(customers=30, seed=4)
+    sandbox.set_faults(latency_ms=150, latency_jitter_ms=100, seed=4)
+    added = _all_groups_as_intents(engine, sandbox)
+    assert len(added) >= 20
+    step = LEASE_SECONDS + SETTLE_SECONDS + 5
+    for run in range(6):
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.services.crash_worker",
+                db_url,
+                sandbox.url,
+                sandbox.api_key,
+                "all",
+                "after_post",
+                "30",
+                str(run * step),
+            ],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == -9, (out, err)  # really SIGKILLed after the first answer
+    sandbox.set_faults(latency_ms=0, latency_jitter_ms=0)
+    reached = {frozenset(r["lago_invoice_ids"]) for r in sandbox.payment_requests()}
+    with read_session(engine) as session:
+        rows = {i: intents.get_intent(session, i) for i in added}
+    never_posted = [i for i, ids in added.items() if ids not in reached]
+    assert never_posted, "the kills came too late to leave intents unsent"
+    for intent_id in never_posted:
+        row = rows[intent_id]
+        assert row is not None
+        assert row.ambiguous_tries == 0, (intent_id, row.status, row.ambiguous_tries)
+        assert row.status != "needs_review"
+
+    offset = timedelta(seconds=6 * step + step)
+    with LagoClient(sandbox.url, SecretStr(sandbox.api_key), max_retries=0) as client:
+        recover_intents(
+            engine=engine,
+            client=client,
+            now=lambda: datetime.now(UTC) + offset,
+            settle_seconds=SETTLE_SECONDS,
+            lease_seconds=LEASE_SECONDS,
+            max_ambiguous_tries=5,
+            concurrency=4,
+        )
+
+    created = Counter(frozenset(r["lago_invoice_ids"]) for r in sandbox.payment_requests())
+    assert created == Counter(set(added.values()))  # one request per intent, no duplicate
+    with read_session(engine) as session:
+        statuses = intents.count_by_status(session)
+    assert statuses.get("needs_review", 0) == 0
+    print(
+        f"\n[six kills] intents={len(added)} never posted before recovery={len(never_posted)} "
+        f"needs_review={statuses.get('needs_review', 0)} statuses={statuses}"
+    )

@@ -407,25 +407,50 @@ def test_a_malformed_invoice_is_recorded_as_a_skip_and_the_sweep_goes_on(
     db_url: str, scenarios: SandboxHandle, tmp_path: Path
 ) -> None:
     bad = "0b0c0000-0000-4000-8000-000000000007"  # cus_tokyo's only invoice
-    scenarios.patch_invoice(bad, currency="dollars")
+    scenarios.patch_invoice(bad, payment_due_date="someday")
     policy = write_policy(tmp_path)
 
     summary = _sweep(db_url, scenarios, policy)
 
     assert summary.malformed == 1
     assert summary.decisions["malformed_record"] == 1
+    assert summary.invoices["malformed_record"] == 1
     assert summary.requests_created == 6
     assert "cus_tokyo" not in requests_by_customer(scenarios)
+    skips = _decisions_with_reason(db_url, "malformed_record")
+    assert len(skips) == 1
+    assert skips[0].external_customer_id == "cus_tokyo"  # read from the raw row
+    assert skips[0].detail is not None
+    assert bad in skips[0].detail
+    assert "payment_due_date" in skips[0].detail
+
+
+def test_an_invoice_with_a_currency_we_cannot_read_is_a_reasoned_skip(
+    db_url: str, scenarios: SandboxHandle, tmp_path: Path
+) -> None:
+    bad = "0b0c0000-0000-4000-8000-000000000007"  # cus_tokyo's only invoice
+    scenarios.patch_invoice(bad, currency="dollars")
+    policy = write_policy(tmp_path)
+
+    summary = _sweep(db_url, scenarios, policy)
+
+    assert summary.malformed == 0
+    assert summary.invoices["no_currency"] == 1
+    assert sum(summary.invoices.values()) == summary.invoices_seen
+    assert "cus_tokyo" not in requests_by_customer(scenarios)
+    [skip] = _decisions_with_reason(db_url, "no_currency")
+    assert (skip.external_customer_id, skip.currency, skip.invoice_count) == ("cus_tokyo", "---", 1)
+    assert skip.detail is not None
+    assert "no valid currency" in skip.detail
+
+
+def _decisions_with_reason(db_url: str, reason: str) -> list[DecisionRow]:
     engine = make_engine(db_url)
     try:
         with read_session(engine) as session:
-            skips = session.scalars(
-                select(DecisionRow).where(DecisionRow.reason == "malformed_record")
-            ).all()
-            assert len(skips) == 1
-            assert skips[0].detail is not None
-            assert bad in skips[0].detail
-            assert "currency" in skips[0].detail
+            rows = session.scalars(select(DecisionRow).where(DecisionRow.reason == reason)).all()
+            session.expunge_all()
+            return list(rows)
     finally:
         engine.dispose()
 
@@ -497,7 +522,8 @@ def test_dry_run_writes_nothing_and_sends_nothing(
     assert count_rows(db_url) == before
     assert scenarios.payment_requests() == []
     assert scenarios.request_count(POST) == 0
-    assert summary.api_calls == scenarios.stats()["total"] == 1
+    # One page of pending payment requests (already_requested) and one page of invoices.
+    assert summary.api_calls == scenarios.stats()["total"] == 2
 
 
 def test_customer_option_lists_only_that_customer(

@@ -140,22 +140,32 @@ def test_claim_takes_due_and_expired_and_skips_leased(engine: Engine) -> None:
     assert [c.id for c in claimed] == [due]
     first = claimed[0]
     assert first.earlier_post_started_at is None
-    assert first.post_started_at == T0
     assert (first.tries, first.ambiguous_tries, first.lease_was_expired) == (1, 0, False)
     # Leased: nobody else gets it until the lease expires.
     assert intents.claim_intents(engine, owner="w2", now=T0, lease_seconds=60, limit=10) == []
+    # w1 dies before its POST starts: taking over is no unknown outcome.
     after = T0 + timedelta(seconds=61)
     taken_over = intents.claim_intents(engine, owner="w2", now=after, lease_seconds=60, limit=10)
     assert [c.id for c in taken_over] == [due]
-    assert taken_over[0].earlier_post_started_at == T0
-    assert taken_over[0].post_started_at == T0
-    assert (taken_over[0].tries, taken_over[0].ambiguous_tries) == (2, 1)
+    assert taken_over[0].earlier_post_started_at is None
+    assert (taken_over[0].tries, taken_over[0].ambiguous_tries) == (2, 0)
     assert taken_over[0].lease_was_expired
-    # The dead worker can no longer record a result.
+    # w2 starts its POST (stamped) and dies: the next holder must reconcile first.
     with write_tx(engine) as session:
-        assert not intents.record_refused(
-            session, intent_id=due, owner="w1", now=after, error_code="x", error="y"
-        )
+        assert intents.mark_post_started(session, owner="w2", intent_ids=[due], now=after) == {due}
+        # Only the lease holder can stamp.
+        assert intents.mark_post_started(session, owner="w1", intent_ids=[due], now=after) == set()
+    then = after + timedelta(seconds=61)
+    third = intents.claim_intents(engine, owner="w3", now=then, lease_seconds=60, limit=10)
+    assert [c.id for c in third] == [due]
+    assert third[0].earlier_post_started_at == after
+    assert (third[0].tries, third[0].ambiguous_tries) == (3, 1)
+    # The dead workers can no longer record a result.
+    with write_tx(engine) as session:
+        for dead in ("w1", "w2"):
+            assert not intents.record_refused(
+                session, intent_id=due, owner=dead, now=then, error_code="x", error="y"
+            )
     # The later one becomes due in an hour.
     hour = T0 + timedelta(hours=1)
     assert [
@@ -187,6 +197,7 @@ def test_reschedule_and_results(engine: Engine) -> None:
     [claim] = intents.claim_intents(engine, owner="w", now=T0, lease_seconds=60, limit=1)
     later = T0 + timedelta(minutes=5)
     with write_tx(engine) as session:
+        assert intents.mark_post_started(session, owner="w", intent_ids=[intent_id], now=T0)
         assert intents.reschedule(
             session,
             intent_id=intent_id,

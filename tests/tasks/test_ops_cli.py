@@ -280,6 +280,38 @@ def test_pause_stops_dunning_a_customer_and_resume_restores_it(
     assert len(resumed.intent_ids) == 1
 
 
+def test_pause_until_a_date_is_a_hold_shown_in_plan_and_status(
+    dunning: Any, env: dict[str, str], runtime: Runtime
+) -> None:
+    result = dunning(
+        env, "pause", "cus_00001", "--until", "2099-12-15", "--reason", "promise to pay", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["until"] == "2099-12-16T00:00:00+00:00"
+    held = run_sweep(runtime, trigger="cli", customer="cus_00001", dry_run=True)
+    assert {row.reason for row in held.plan} == {"on_hold_until"}
+    status = dunning(env, "status", "--json")
+    (paused,) = json.loads(status.stdout)["paused_customers"]
+    assert (paused["external_customer_id"], paused["until"]) == (
+        "cus_00001",
+        "2099-12-16T00:00:00+00:00",
+    )
+    later = run_sweep(
+        runtime, trigger="cli", customer="cus_00001", dry_run=True,
+        now=datetime(2099, 12, 16, 12, tzinfo=UTC),
+    )  # fmt: skip
+    assert "on_hold_until" not in {row.reason for row in later.plan}
+
+
+def test_pause_until_refuses_a_past_or_bad_date(dunning: Any, env: dict[str, str]) -> None:
+    assert_one_line_error(
+        dunning(env, "pause", "cus_00001", "--until", "2001-01-01"), 2, "already past"
+    )
+    assert_one_line_error(
+        dunning(env, "pause", "cus_00001", "--until", "soon"), 2, "invalid --until 'soon'"
+    )
+
+
 def test_pause_needs_a_customer_id(dunning: Any, env: dict[str, str]) -> None:
     assert_one_line_error(dunning(env, "pause", "  "), 2, "customer id must not be empty")
 

@@ -4,13 +4,14 @@
   running workers through the broker, by name (also what `dunning sweep --enqueue` calls).
 - `dunning retry INTENT_ID [--enqueue]`: put an intent back to pending, due now, then send it
   here and now (needs LAGO_API_URL) or let the workers do it.
-- `dunning pause CUSTOMER_ID [--reason ...]` / `dunning resume CUSTOMER_ID`.
+- `dunning pause CUSTOMER_ID [--until DATE] [--reason ...]` / `dunning resume CUSTOMER_ID`:
+  a pause with `--until` is a hold that ends by itself (a promise to pay, a dispute).
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -251,9 +252,40 @@ def _send_now(settings: Settings, intent_id: int) -> dict[str, str]:
     return {"status": outcome.status.value, "detail": detail}
 
 
+def parse_until(value: str | None, now: datetime) -> datetime | None:
+    """`--until` as a date (held through that day, UTC: resumes at the next midnight UTC) or
+    an ISO 8601 instant (UTC when no zone is given); it must be in the future."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text) + timedelta(days=1)
+            until = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(text)
+            until = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except ValueError:
+        fail(
+            f"invalid --until {value!r}: use a date like 2026-12-15 (or an ISO 8601 time)",
+            exit_code=EXIT_USAGE,
+        )
+    if until <= now:
+        fail(f"--until {value} is already past: give a later date", exit_code=EXIT_USAGE)
+    return until
+
+
 def pause_command(
     customer_id: Annotated[str, typer.Argument(help="The customer's external id.")],
     reason: Annotated[str | None, typer.Option(help="Why (shown in `dunning status`).")] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            help="Hold until this date (YYYY-MM-DD, through its end, UTC) or ISO instant; "
+            "dunning resumes by itself after it.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Stop dunning a customer: no new payment requests, open intents are not sent."""
@@ -261,18 +293,30 @@ def pause_command(
     from worker.store.db import write_tx
 
     customer = _customer_id(customer_id)
+    now = datetime.now(UTC)
+    hold_end = parse_until(until, now)
     engine = _engine(cli_settings(quiet_logs=True))
     try:
         with write_tx(engine) as session:
             pause_customer(
-                session, external_customer_id=customer, reason=reason, now=datetime.now(UTC)
+                session, external_customer_id=customer, reason=reason, now=now, until=hold_end
             )
     finally:
         engine.dispose()
+    ends = (
+        f"until {hold_end.isoformat(timespec='minutes')} (then dunning resumes by itself)"
+        if hold_end
+        else f"until `dunning resume {customer}`"
+    )
     _emit(
         as_json,
-        {"customer": customer, "paused": True, "reason": reason},
-        f"paused {customer}: no payment requests until `dunning resume {customer}`",
+        {
+            "customer": customer,
+            "paused": True,
+            "reason": reason,
+            "until": hold_end.isoformat() if hold_end else None,
+        },
+        f"paused {customer}: no payment requests {ends}",
     )
 
 
@@ -287,11 +331,16 @@ def resume_command(
     customer = _customer_id(customer_id)
     engine = _engine(cli_settings(quiet_logs=True))
     try:
+        now = datetime.now(UTC)
         with write_tx(engine) as session:
             control = get_control(session, external_customer_id=customer)
-            was_paused = control is not None and control.paused
+            was_paused = (
+                control is not None
+                and control.paused
+                and (control.paused_until is None or control.paused_until > now)
+            )  # a hold that already ended paused nobody
             if was_paused:
-                resume_customer(session, external_customer_id=customer, now=datetime.now(UTC))
+                resume_customer(session, external_customer_id=customer, now=now)
     finally:
         engine.dispose()
     text = (

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from config.policies import Policy, PolicyFileError, PolicySet, load_policies
+from config.policies import Policy, PolicyFileError, PolicySet, describe_email, load_policies
 
 EXIT_INVALID = 2
 
@@ -36,12 +36,28 @@ def _window(policy: Policy) -> str:
     return policy.send_window.describe() if policy.send_window else "any time"
 
 
+def _schedule(policy: Policy) -> str:
+    """`>3d x3` for a gap schedule; one line per step for a step schedule."""
+    if policy.steps is not None:
+        return "\n".join(step.describe() for step in policy.steps)
+    return f">{policy.days_between_attempts}d x{_max_attempts(policy)}"
+
+
+def _guards(policy: Policy) -> str:
+    parts = [f"version {policy.version}"] if policy.version else []
+    if policy.contact_cap is not None:
+        parts.append(f"cap {policy.contact_cap.describe()}")
+    if policy.holdout_percent > 0:
+        parts.append(f"holdout {policy.holdout_percent:g}%")
+    return "\n".join(parts) or "-"
+
+
 def summary_table(policies: PolicySet) -> Table:
     """One row per policy, in matching order."""
     table = Table(title=f"{policies.source} (version {policies.version_hash})")
     for column in (
-        "#", "policy", "match", "min due (cents)", "grace", "gap", "max", "window",
-        "on_exhausted",
+        "#", "policy", "match", "min due (cents)", "grace", "schedule", "window",
+        "email", "cap / holdout", "on_exhausted",
     ):  # fmt: skip
         table.add_column(column, overflow="fold")
     for index, policy in enumerate(policies.policies, start=1):
@@ -51,9 +67,10 @@ def summary_table(policies: PolicySet) -> Table:
             _match(policy),
             _thresholds(policy),
             f"{policy.grace_days}d",
-            f">{policy.days_between_attempts}d",
-            _max_attempts(policy),
+            _schedule(policy),
             _window(policy),
+            describe_email(policy.email),
+            _guards(policy),
             policy.on_exhausted.describe(),
         )
     return table

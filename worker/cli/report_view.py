@@ -12,12 +12,14 @@ from worker.read.actions import ActionItem
 from worker.read.intents import IntentLine
 from worker.read.runs import RunLine
 from worker.services.report import (
+    HOLDOUT_HEADERS,
     FinanceReport,
     counted,
     format_cents,
     format_money,
     format_rate,
     format_time,
+    holdout_cells,
     rate,
 )
 from worker.services.report_html import (
@@ -138,10 +140,16 @@ def report_view(report: FinanceReport) -> RenderableType:
             format_rate(rate(recovered, asked)),
         )
     parts.append(totals)
-    rows = _table("By policy, currency and attempt", RECOVERY_HEADERS, RECOVERY_HEADERS[2:])
+    rows = _table("By policy, currency and attempt", RECOVERY_HEADERS, RECOVERY_HEADERS[3:])
     for cells in recovery_cells(report):
         rows.add_row(*cells)
     parts.append(rows if report.recovery.rows else Text("No payment requests in this period."))
+    if report.holdouts:
+        holdouts = _table("Holdouts: dunned against held out", HOLDOUT_HEADERS)
+        for comparison in report.holdouts:
+            for holdout_row in holdout_cells(comparison):
+                holdouts.add_row(*holdout_row)
+        parts.append(holdouts)
     parts.append(
         actions_table(report.actions) if report.actions else Text("Nothing needs a human.")
     )

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from worker.cli.common import cli_runtime, cli_settings, err, out, parse_now, stderr_is_terminal
 from worker.cli.errors import EXIT_USAGE, fail
+from worker.policy.eligibility import INVOICE_REASONS
 from worker.services.sweep import PlanRow, SweepSummary, run_sweep
 
 PolicyOption = Annotated[
@@ -34,6 +35,8 @@ NowOption = Annotated[
     typer.Option("--now", help="Decide as if it were this instant (ISO 8601; default: now)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+#: Rows of `plan` that summarise skipped invoices rather than decide a group.
+INVOICE_SKIP_REASONS = frozenset(reason.value for reason in INVOICE_REASONS) - {"eligible"}
 
 
 class RichSweepProgress:
@@ -69,8 +72,8 @@ def _progress_display(stack: ExitStack, enabled: bool) -> RichSweepProgress | No
     return RichSweepProgress(progress)
 
 
-def _money(cents: int, currency: str) -> str:
-    return f"{cents / 100:,.2f} {currency}"
+def _money(cents: int | None, currency: str) -> str:
+    return "-" if cents is None else f"{cents / 100:,.2f} {currency}"
 
 
 def print_summary(summary: SweepSummary) -> None:
@@ -81,12 +84,15 @@ def print_summary(summary: SweepSummary) -> None:
         ("run", summary.run_id if summary.run_id is not None else "-"),
         ("invoices seen", summary.invoices_seen),
         ("groups", summary.groups),
+        ("invoices skipped", summary.invoices_skipped),
         ("malformed records", summary.malformed),
+        ("pending requests we did not make", summary.requested_elsewhere),
         ("intents created", len(summary.intent_ids)),
         ("payment requests created", summary.requests_created),
     ]
     rows += [(f"  send outcome: {status}", n) for status, n in sorted(summary.outcomes.items())]
     rows += [(f"  refused: {code}", n) for code, n in sorted(summary.refused_codes.items())]
+    rows += [(f"invoice: {reason}", n) for reason, n in sorted(summary.invoices.items())]
     rows += [(f"decision: {reason}", n) for reason, n in sorted(summary.decisions.items())]
     rows += [
         ("exhaustion actions run", summary.exhaustion_actions),
@@ -99,7 +105,11 @@ def print_summary(summary: SweepSummary) -> None:
 
 
 def print_plan(rows: list[PlanRow]) -> None:
-    table = Table(title=f"dunning plan: {len(rows)} group(s)")
+    skips = sum(1 for row in rows if row.reason in INVOICE_SKIP_REASONS)
+    title = f"dunning plan: {len(rows) - skips} group(s)"
+    if skips:
+        title += f", {skips} row(s) of skipped invoices"
+    table = Table(title=title)
     for column in (
         "customer",
         "currency",
@@ -200,8 +210,20 @@ def plan(
     now: NowOption = None,
     as_json: JsonOption = False,
     policy: PolicyOption = None,
+    diff: Annotated[
+        Path | None,
+        typer.Option(
+            "--diff",
+            help="Compare with this candidate policy file: the groups it would start or stop "
+            "dunning, or change (policy, next time, amount).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Show what a sweep would do for each group, and why. Changes nothing."""
+    if diff is not None:
+        _plan_diff(diff, customer=customer, now=now, as_json=as_json, policy=policy)
+        return
     moment = parse_now(now)
     settings = cli_settings(policy=policy, quiet_logs=as_json)
     rt = cli_runtime(settings)
@@ -215,6 +237,8 @@ def plan(
                 {
                     "groups": [_plan_json(row) for row in summary.plan],
                     "decisions_by_reason": dict(summary.decisions),
+                    "invoices_seen": summary.invoices_seen,
+                    "invoices_by_reason": dict(summary.invoices),
                     "malformed": summary.malformed,
                 }
             )
@@ -226,3 +250,28 @@ def plan(
 def register(app: typer.Typer) -> None:
     app.command("sweep")(sweep)
     app.command("plan")(plan)
+
+
+def _plan_diff(
+    candidate_file: Path, *, customer: str | None, now: str | None, as_json: bool,
+    policy: Path | None,
+) -> None:  # fmt: skip
+    from config.policies import PolicyFileError, load_policies
+    from worker.cli.plan_diff_view import print_diff
+    from worker.services.plan_diff import plan_diff
+
+    moment = parse_now(now)
+    try:
+        candidate = load_policies(candidate_file)
+    except PolicyFileError as exc:
+        fail(f"candidate {exc}", exit_code=EXIT_USAGE)
+    settings = cli_settings(policy=policy, quiet_logs=as_json)
+    rt = cli_runtime(settings)
+    try:
+        result = plan_diff(rt, candidate, now=moment, customer=customer)
+    finally:
+        rt.close()
+    if as_json:
+        typer.echo(json.dumps(result.to_json()))
+    else:
+        print_diff(result, current=str(settings.policy_file), candidate=str(candidate_file))

@@ -268,29 +268,27 @@ class LagoClient:
 
     # -- invoices --------------------------------------------------------------------------
 
-    def _invoice_page(
-        self, filters: QueryParams, page: int, per_page: int
-    ) -> Page[Invoice | MalformedRecord]:
-        template = f"{API}/invoices"
-        params = [*filters, ("page", str(page)), ("per_page", str(per_page))]
+    def _lenient_page(
+        self, template: str, key: str, model: type[M], query: QueryParams, page: int, per_page: int
+    ) -> Page[M | MalformedRecord]:
+        params = [*query, ("page", str(page)), ("per_page", str(per_page))]
         body = self._get_json(template, template, params)
-        return parse_page_lenient(body, "invoices", Invoice, endpoint=f"GET {template}", page=page)
+        return parse_page_lenient(body, key, model, endpoint=f"GET {template}", page=page)
 
-    def iter_invoices(
-        self, filters: InvoiceFilters, *, per_page: int = DEFAULT_PER_PAGE
-    ) -> Generator[Invoice | MalformedRecord, None, None]:
-        """Every invoice matching `filters`, in Lago's order, page after page.
+    def _iter_concurrently(
+        self, template: str, key: str, model: type[M], query: QueryParams, per_page: int
+    ) -> Generator[M | MalformedRecord, None, None]:
+        """Every row of a listing, in Lago's order, page after page.
 
         Page 1 is fetched first; the following pages known from its `total_pages` are fetched
         concurrently (a sliding window of `concurrency` pages) and yielded in page order. The
         listing stops at the first page shorter than `per_page`; if `total_pages` was too low
-        (Lago caches the count for 30 min), it continues one page at a time until a short
-        page. An invalid invoice is yielded as a `MalformedRecord` and the listing goes on.
+        (Lago caches counts), it continues one page at a time until a short page. A row that
+        fails validation is yielded as a `MalformedRecord` and the listing goes on.
         """
         if per_page < 1:
             raise ValueError("per_page must be >= 1")
-        query = filters.to_params()
-        first = self._invoice_page(query, 1, per_page)
+        first = self._lenient_page(template, key, model, query, 1, per_page)
         yield from first.items
         if first.size < per_page:
             return
@@ -300,13 +298,17 @@ class LagoClient:
             max_workers=min(self.concurrency, max(1, planned_last - 1)),
             thread_name_prefix="lago-pages",
         )
-        window: deque[Future[Page[Invoice | MalformedRecord]]] = deque()
+        window: deque[Future[Page[M | MalformedRecord]]] = deque()
         next_page = 2
         try:
             while True:
                 # Fill the window: concurrently up to the announced last page, then one by one.
                 while len(window) < self.concurrency and (next_page <= planned_last or not window):
-                    window.append(pool.submit(self._invoice_page, query, next_page, per_page))
+                    window.append(
+                        pool.submit(
+                            self._lenient_page, template, key, model, query, next_page, per_page
+                        )
+                    )
                     next_page += 1
                 page = window.popleft().result()
                 yield from page.items
@@ -316,6 +318,16 @@ class LagoClient:
             for future in window:
                 future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def iter_invoices(
+        self, filters: InvoiceFilters, *, per_page: int = DEFAULT_PER_PAGE
+    ) -> Generator[Invoice | MalformedRecord, None, None]:
+        """Every invoice matching `filters` (as far as this Lago honours them: callers judge
+        each invoice themselves), concurrently paged; a bad row is a `MalformedRecord`."""
+        template = f"{API}/invoices"
+        yield from self._iter_concurrently(
+            template, "invoices", Invoice, filters.to_params(), per_page
+        )
 
     def get_invoice(self, lago_id: str) -> Invoice:
         template = f"{API}/invoices/{{lago_id}}"
@@ -367,6 +379,24 @@ class LagoClient:
         if currency is not None:
             params.append(("currency", currency))
         yield from self._iter_sequential(
+            f"{API}/payment_requests", "payment_requests", PaymentRequest, params, per_page
+        )
+
+    def iter_payment_request_rows(
+        self,
+        *,
+        payment_status: PaymentStatus | None = None,
+        external_customer_id: str | None = None,
+        per_page: int = DEFAULT_PER_PAGE,
+    ) -> Generator[PaymentRequest | MalformedRecord, None, None]:
+        """Payment requests (of every customer unless one is given), concurrently paged; a bad
+        row is a `MalformedRecord`. Lago filters them, but callers check each row."""
+        params: QueryParams = []
+        if external_customer_id is not None:
+            params.append(("external_customer_id", external_customer_id))
+        if payment_status is not None:
+            params.append(("payment_status", payment_status))
+        yield from self._iter_concurrently(
             f"{API}/payment_requests", "payment_requests", PaymentRequest, params, per_page
         )
 

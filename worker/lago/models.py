@@ -1,9 +1,15 @@
 """Pydantic models of the Lago objects the worker reads.
 
-Unknown fields are accepted and dropped (`extra="ignore"`): Lago adds fields often, and the
-worker keeps only what it uses. Amounts are integers in cents, currencies ISO 4217 codes,
-datetimes timezone-aware. Shapes follow Lago's serializers (see docs in README), which differ
-from the OpenAPI spec in a few documented places (e.g. `total_due_amount_cents` exists).
+Tolerant parsing, strict decisions: Lago instances run many versions, so a value our models do
+not know (a new payment status, invoice status, provider type) is kept as its raw string and
+a field an older Lago does not send is `None`; no such row is ever lost. What those values
+mean is decided elsewhere (`worker.policy.eligibility` for invoices), where "not provably
+eligible" is a reasoned skip. Only what cannot be read at all (no id, an amount that is not an
+integer) makes a row malformed.
+
+Unknown fields are accepted and dropped (`extra="ignore"`). Amounts are integers in cents,
+datetimes timezone-aware. Shapes follow Lago's serializers, which differ from the OpenAPI spec
+in a few documented places (e.g. `total_due_amount_cents` exists).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Cents = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+#: The payment statuses a listing can be filtered on. Parsed objects keep any string.
 PaymentStatus = Literal["pending", "succeeded", "failed"]
 
 
@@ -46,33 +53,29 @@ class Customer(LagoModel):
 
 
 class Invoice(LagoModel):
+    """An invoice as listed. Everything but `lago_id` may be missing or an unknown value."""
+
     lago_id: Annotated[str, StringConstraints(min_length=1)]
     number: str = ""
     issuing_date: date | None = None
     payment_due_date: date | None = None
     net_payment_term: int | None = None
     invoice_type: str | None = None
-    status: str
-    payment_status: PaymentStatus
-    payment_overdue: bool = False
+    status: str | None = None
+    payment_status: str | None = None
+    payment_overdue: bool | None = None
     payment_dispute_lost_at: AwareDatetime | None = None
-    currency: Currency
-    total_amount_cents: Cents
+    currency: str | None = None
+    total_amount_cents: Cents | None = None
     total_due_amount_cents: Cents | None = None
-    total_paid_amount_cents: Cents = 0
+    total_paid_amount_cents: Cents | None = None
+    total_offsetted_credit_note_amount_cents: Cents | None = None
     billing_entity_code: str | None = None
-    self_billed: bool = False
+    self_billed: bool | None = None
     customer: Customer | None = None
     created_at: AwareDatetime | None = None
     updated_at: AwareDatetime | None = None
     voided_at: AwareDatetime | None = None
-
-    @property
-    def due_cents(self) -> int:
-        """What is still owed. Older Lago versions lack `total_due_amount_cents`."""
-        if self.total_due_amount_cents is not None:
-            return self.total_due_amount_cents
-        return self.total_amount_cents - self.total_paid_amount_cents
 
 
 class Payment(LagoModel):
@@ -83,7 +86,7 @@ class Payment(LagoModel):
     external_customer_id: str | None = None
     amount_cents: Cents
     amount_currency: Currency
-    payment_status: PaymentStatus | None = None
+    payment_status: str | None = None  # pending | succeeded | failed | processing | ...
     status: str | None = None
     type: str | None = None
     reference: str | None = None
@@ -98,18 +101,25 @@ class PaymentReceipt(LagoModel):
 
 
 class PaymentRequest(LagoModel):
-    lago_id: str
+    """A payment request. Only `lago_id` is required: an answer missing the rest is kept and
+    then fails the checks made on it (`worker.services.answer_checks`), never the parse."""
+
+    lago_id: Annotated[str, StringConstraints(min_length=1)]
     email: str | None = None
-    amount_cents: Cents
-    amount_currency: Currency
-    payment_status: PaymentStatus
-    created_at: AwareDatetime
+    amount_cents: Cents | None = None
+    amount_currency: str | None = None
+    payment_status: str | None = None  # pending | succeeded | failed today; any value is kept
+    created_at: AwareDatetime | None = None
     customer: Customer | None = None
     invoices: list[Invoice] = Field(default_factory=list)
 
     @property
     def invoice_ids(self) -> frozenset[str]:
         return frozenset(invoice.lago_id for invoice in self.invoices)
+
+    @property
+    def external_customer_id(self) -> str | None:
+        return self.customer.external_id if self.customer is not None else None
 
 
 class PageMeta(LagoModel):
@@ -126,9 +136,12 @@ class MalformedRecord:
 
     `error` is one line with the field path, e.g.
     "invoices[3].total_amount_cents: Input should be a valid integer".
+    `external_customer_id` is read from the raw row when it can be (`customer.external_id`,
+    or `external_customer_id`), so a skip can still name the customer.
     """
 
     lago_id: str | None
     index: int
     page: int
     error: str
+    external_customer_id: str | None = None

@@ -106,13 +106,27 @@ def parse_page_lenient(
             items.append(model.model_validate(row))
         except ValidationError as exc:
             _, message = describe_validation_error(exc, f"{key}[{index}]")
-            lago_id = row.get("lago_id") if isinstance(row, dict) else None
             items.append(
                 MalformedRecord(
-                    lago_id=lago_id if isinstance(lago_id, str) else None,
+                    lago_id=_raw_string(row, "lago_id"),
                     index=index,
                     page=page,
                     error=message,
+                    external_customer_id=_raw_customer(row),
                 )
             )
     return Page(items=items, size=len(rows), meta=meta)
+
+
+def _raw_string(row: Any, key: str) -> str | None:
+    value = row.get(key) if isinstance(row, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _raw_customer(row: Any) -> str | None:
+    """The external customer id of a raw row that failed validation, if it names one."""
+    if not isinstance(row, dict):
+        return None
+    return _raw_string(row.get("customer"), "external_id") or _raw_string(
+        row, "external_customer_id"
+    )

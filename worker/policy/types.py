@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 
+from config.policies import Policy
+
 
 @dataclass(frozen=True, slots=True)
 class CustomerFacts:
@@ -30,7 +32,11 @@ class CustomerFacts:
 
 @dataclass(frozen=True, slots=True)
 class InvoiceFacts:
-    """One overdue invoice. `total_due_amount_cents` is what is still owed (net of payments)."""
+    """One eligible invoice. `total_due_amount_cents` is what is still owed (net of payments).
+
+    `requested_elsewhere_at` is set when a pending payment request we did not make (Lago's own
+    dunning campaign, a person in Lago's UI) already covers the invoice: when it was created.
+    """
 
     lago_id: str
     number: str
@@ -38,6 +44,7 @@ class InvoiceFacts:
     payment_due_date: date | None
     total_due_amount_cents: int
     total_amount_cents: int
+    requested_elsewhere_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +75,12 @@ class Group:
         return tuple(invoice.lago_id for invoice in self.invoices)
 
     @property
+    def requested_elsewhere_at(self) -> datetime | None:
+        """When the newest pending request we did not make, covering any invoice, was made."""
+        moments = [i.requested_elsewhere_at for i in self.invoices if i.requested_elsewhere_at]
+        return max(moments) if moments else None
+
+    @property
     def key(self) -> str:
         """Stable identity of the group: `customer|currency|billing_entity` ('-' if none)."""
         return group_key(self.customer.external_id, self.currency, self.billing_entity_code)
@@ -86,6 +99,12 @@ class GroupState:
     be timezone-aware. `open_intent` is true while an unfinished intent exists for the group.
     `exhaustion_handled` is true once the policy's `on_exhausted` action has been carried out,
     so the action runs once and later sweeps only report the group as exhausted.
+
+    `hold_until` (with `paused`) is an operator's hold that ends by itself at that instant.
+    `recent_contacts` are the instants of the CUSTOMER's recent payment requests, all
+    currencies and billing entities (for contact caps). `pinned_policy` is the policy, as it
+    was written, under which the group's current dunning cycle started, when that differs
+    from today's file: an in-flight group is never asked sooner than it says.
     """
 
     attempts_used: int = 0
@@ -93,12 +112,20 @@ class GroupState:
     paused: bool = False
     open_intent: bool = False
     exhaustion_handled: bool = False
+    hold_until: datetime | None = None
+    recent_contacts: tuple[datetime, ...] = ()
+    pinned_policy: Policy | None = None
+    pinned_version: str | None = None
 
     def __post_init__(self) -> None:
         if self.attempts_used < 0:
             raise ValueError(f"attempts_used must be >= 0, got {self.attempts_used}")
-        if self.last_attempt_at is not None and self.last_attempt_at.utcoffset() is None:
-            raise ValueError("last_attempt_at must be timezone-aware")
+        for name in ("last_attempt_at", "hold_until"):
+            moment = getattr(self, name)
+            if moment is not None and moment.utcoffset() is None:
+                raise ValueError(f"{name} must be timezone-aware")
+        if any(moment.utcoffset() is None for moment in self.recent_contacts):
+            raise ValueError("recent_contacts must be timezone-aware")
 
 
 class DecisionKind(StrEnum):
@@ -127,6 +154,22 @@ class Reason(StrEnum):
     OPEN_INTENT = "open_intent"
     MALFORMED_RECORD = "malformed_record"
     ALREADY_REQUESTED = "already_requested"
+    ON_HOLD_UNTIL = "on_hold_until"
+    CONTACT_CAP = "contact_cap"
+    HOLDOUT = "holdout"
+    # Invoice-level skips (`worker.policy.eligibility`): the listed invoice itself is not
+    # provably one we may ask to be paid, whatever the listing's filters promised.
+    NO_CUSTOMER = "no_customer"
+    OTHER_CUSTOMER = "other_customer"
+    NO_CURRENCY = "no_currency"
+    NOT_FINALIZED = "not_finalized"
+    DISPUTE_LOST = "dispute_lost"
+    SELF_BILLED = "self_billed"
+    ALREADY_PAID = "already_paid"
+    PAYMENT_IN_FLIGHT = "payment_in_flight"
+    PAYMENT_STATUS_UNKNOWN = "payment_status_unknown"
+    NOT_OVERDUE = "not_overdue"
+    AMOUNT_UNKNOWN = "amount_unknown"
 
 
 class ExhaustionActionKind(StrEnum):
@@ -152,7 +195,8 @@ class Decision:
     earliest instant at which the group could be attempted, when it is known (WAIT, and for
     ATTEMPT it is `now`). `email` is the address to send the request to (None = let Lago use
     the customer's email). `on_exhausted` is set for EXHAUSTED. `detail` is a sentence for
-    humans.
+    humans. `policy_version` is the governing policy's `version` label (if it has one) and
+    `policy_hash` the hash of the policy file that decided.
     """
 
     kind: DecisionKind
@@ -163,3 +207,5 @@ class Decision:
     email: str | None
     detail: str
     on_exhausted: ExhaustionAction | None = None
+    policy_version: str | None = None
+    policy_hash: str | None = None

@@ -44,13 +44,13 @@ class ActionItem:
     policy: str | None = None
 
 
-def action_list(session: Session, *, limit: int = 200) -> list[ActionItem]:
-    """Every item, grouped by kind in `ACTION_KINDS` order (at most `limit` per kind)."""
+def action_list(session: Session, *, now: datetime, limit: int = 200) -> list[ActionItem]:
+    """Every item at `now`, grouped by kind in `ACTION_KINDS` order (at most `limit` per kind)."""
     return [
         *_intents(session, "needs_review", limit),
         *_intents(session, "blocked", limit),
         *_refused(session, limit),
-        *_paused(session, limit),
+        *_paused(session, limit, now),
         *_exhausted(session, limit),
     ]
 
@@ -87,12 +87,14 @@ def _refused(session: Session, limit: int) -> list[ActionItem]:
     return [_item("refused", intent_line(row)) for row in rows]
 
 
-def _decisions(session: Session, *, run_id: int | None, **where: str) -> list[DecisionRow]:
+def _decisions(
+    session: Session, *, run_id: int | None, **where: tuple[str, ...]
+) -> list[DecisionRow]:
     if run_id is None:
         return []
     statement = select(DecisionRow).where(DecisionRow.run_id == run_id)
-    for column, value in where.items():
-        statement = statement.where(getattr(DecisionRow, column) == value)
+    for column, values in where.items():
+        statement = statement.where(getattr(DecisionRow, column).in_(values))
     return list(
         session.scalars(
             statement.order_by(DecisionRow.external_customer_id, DecisionRow.currency)
@@ -100,12 +102,13 @@ def _decisions(session: Session, *, run_id: int | None, **where: str) -> list[De
     )
 
 
-def _paused(session: Session, limit: int) -> list[ActionItem]:
+def _paused(session: Session, limit: int, now: datetime) -> list[ActionItem]:
     owed: dict[str, list[DecisionRow]] = {}
-    for row in _decisions(session, run_id=latest_full_run_id(session), reason="paused"):
+    held = ("paused", "on_hold_until")
+    for row in _decisions(session, run_id=latest_full_run_id(session), reason=held):
         owed.setdefault(row.external_customer_id, []).append(row)
     items: list[ActionItem] = []
-    for customer in paused_customers(session)[:limit]:
+    for customer in paused_customers(session, now=now)[:limit]:
         groups: list[DecisionRow | None] = [*owed.get(customer.external_customer_id, [])]
         items.extend(
             ActionItem(
@@ -114,7 +117,7 @@ def _paused(session: Session, limit: int) -> list[ActionItem]:
                 currency=group.currency if group else None,
                 amount_cents=group.amount_cents if group else None,
                 since=customer.since,
-                detail=customer.reason or "",
+                detail=_hold(customer.reason, customer.until),
                 policy=group.policy if group else None,
             )
             for group in groups or [None]
@@ -122,8 +125,13 @@ def _paused(session: Session, limit: int) -> list[ActionItem]:
     return items
 
 
+def _hold(reason: str | None, until: datetime | None) -> str:
+    ends = f"until {until.isoformat(timespec='minutes')}" if until else "until resumed"
+    return f"{reason} ({ends})" if reason else ends
+
+
 def _exhausted(session: Session, limit: int) -> list[ActionItem]:
-    rows = _decisions(session, run_id=latest_full_run_id(session), kind="exhausted")[:limit]
+    rows = _decisions(session, run_id=latest_full_run_id(session), kind=("exhausted",))[:limit]
     return [
         ActionItem(
             kind="exhausted",

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from worker.store.controls import active_pause_clause
 from worker.store.models import CustomerControl, PaymentRequestIntent
 
 OPEN_STATUSES = ("pending", "sending")
@@ -36,6 +37,7 @@ class PausedCustomer:
     external_customer_id: str
     reason: str | None
     since: datetime
+    until: datetime | None = None  # a hold's end: dunning resumes by itself then
 
 
 def intent_line(row: PaymentRequestIntent) -> IntentLine:
@@ -85,10 +87,14 @@ def intents_with_status(session: Session, status: str, *, limit: int = 50) -> li
     return [intent_line(row) for row in rows]
 
 
-def paused_customers(session: Session) -> list[PausedCustomer]:
+def paused_customers(session: Session, *, now: datetime) -> list[PausedCustomer]:
+    """Customers paused at `now` (holds that already ended are left out)."""
     rows = session.scalars(
         select(CustomerControl)
-        .where(CustomerControl.paused.is_(True))
+        .where(active_pause_clause(now))
         .order_by(CustomerControl.external_customer_id)
     ).all()
-    return [PausedCustomer(row.external_customer_id, row.reason, row.updated_at) for row in rows]
+    return [
+        PausedCustomer(row.external_customer_id, row.reason, row.updated_at, row.paused_until)
+        for row in rows
+    ]

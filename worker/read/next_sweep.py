@@ -4,7 +4,7 @@ Two sources:
 - retries: pending intents due by then (a 429, a payment in flight, an unknown outcome past
   its settle window), customers not paused;
 - new attempts: groups the newest full sweep made wait (too soon, grace period, outside the
-  send window) whose wait ends by then.
+  send window, a contact cap, a hold) whose wait ends by then.
 Invoices that become overdue meanwhile, or get paid, change the real sweep: this is the plan
 as the ledger knows it, which is what an operator can act on.
 """
@@ -20,10 +20,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from worker.store.ageing import latest_full_run_id
+from worker.store.controls import active_pause_clause
 from worker.store.models import CustomerControl, DecisionRow, PaymentRequestIntent
 
 #: Decision reasons that end by themselves with time.
-WAITING_REASONS = ("too_soon", "in_grace_period", "outside_send_window")
+WAITING_REASONS = (
+    "too_soon",
+    "in_grace_period",
+    "outside_send_window",
+    "contact_cap",
+    "on_hold_until",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +63,8 @@ class NextSweep:
 def next_sweep(session: Session, *, at: datetime | None, now: datetime) -> NextSweep:
     """The asks due by `at` (or by `now` when no sweep is scheduled)."""
     horizon = at or now
-    paused = select(CustomerControl.external_customer_id).where(CustomerControl.paused.is_(True))
+    # still paused when the next sweep runs (a hold ending before then no longer counts)
+    paused = select(CustomerControl.external_customer_id).where(active_pause_clause(horizon))
     intent = PaymentRequestIntent
     retries = session.scalars(
         select(intent)

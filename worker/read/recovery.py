@@ -1,7 +1,8 @@
 """How well dunning recovers money, per policy, currency and attempt number.
 
 Over the payment requests sent or adopted since a date (all of them without one):
-- asked: how many, and the amount asked (what was due on the dunned invoices);
+- asked: how many, and the amount asked (what was due on the dunned invoices), per policy
+  version too (its `version` label, else the policy file's hash);
 - paid: how many were fully paid; partially paid ones count in the recovered amount;
 - recovered: the amount paid after the request (see `reconcile_outcomes`);
 - rate: recovered amount / asked amount;
@@ -39,6 +40,8 @@ class RecoveryRow:
     recovered_cents: int
     recovery_rate: float
     median_seconds_to_pay: float | None
+    # The policy's `version` label, else the policy file hash, of the intents counted here.
+    version: str | None = None
 
     @property
     def median_days_to_pay(self) -> float | None:
@@ -89,6 +92,7 @@ class _Sent:
     recovered_cents: int
     sent_at: datetime
     settled_at: datetime | None
+    version: str | None = None
 
 
 def recovery(session: Session, *, since: datetime | None) -> Recovery:
@@ -104,6 +108,8 @@ def recovery(session: Session, *, since: datetime | None) -> Recovery:
         intent.sent_at,
         intent.resolved_at,
         intent.updated_at,
+        intent.policy_version,
+        intent.policy_hash,
     ).where(intent.status.in_(REPORTED_STATUSES), intent.sent_at.is_not(None))
     if since is not None:
         statement = statement.where(intent.sent_at >= since)
@@ -118,6 +124,7 @@ def recovery(session: Session, *, since: datetime | None) -> Recovery:
             sent_at=row.sent_at,
             # A partial payment has no resolution time: its last update is when it came in.
             settled_at=row.resolved_at or (row.updated_at if row.recovered_cents else None),
+            version=row.policy_version or row.policy_hash,
         )
         for row in session.execute(statement)
         if row.sent_at is not None
@@ -173,11 +180,11 @@ def recovered_so_far(session: Session) -> list[RecoveredSoFar]:
 
 
 def _aggregate(sent: Iterable[_Sent]) -> list[RecoveryRow]:
-    groups: dict[tuple[str, str, int], list[_Sent]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, int], list[_Sent]] = defaultdict(list)
     for item in sent:
-        groups[(item.policy, item.currency, item.attempt_number)].append(item)
+        groups[(item.policy, item.version or "", item.currency, item.attempt_number)].append(item)
     rows = []
-    for (policy, currency, attempt), items in sorted(groups.items()):
+    for (policy, version, currency, attempt), items in sorted(groups.items()):
         asked_cents = sum(item.amount_cents for item in items)
         recovered = sum(item.recovered_cents for item in items)
         paid = [item for item in items if item.outcome == "paid"]
@@ -198,6 +205,7 @@ def _aggregate(sent: Iterable[_Sent]) -> list[RecoveryRow]:
                 recovered_cents=recovered,
                 recovery_rate=round(recovered / asked_cents, 4) if asked_cents > 0 else 0.0,
                 median_seconds_to_pay=statistics.median(durations) if durations else None,
+                version=version or None,
             )
         )
     return rows

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from worker.store.controls import active_pause_clause
 from worker.store.models import (
     INTENT_STATUSES,
     CustomerControl,
@@ -106,7 +107,7 @@ def _skips_by_reason(session: Session, run_ids: list[int]) -> dict[int, dict[str
 
 def send_queue(session: Session, *, now: datetime) -> SendQueue:
     intent = PaymentRequestIntent
-    paused = select(CustomerControl.external_customer_id).where(CustomerControl.paused.is_(True))
+    paused = select(CustomerControl.external_customer_id).where(active_pause_clause(now))
     due = and_(
         intent.status == "pending",
         intent.next_attempt_at <= now,

@@ -197,7 +197,7 @@ def _plan_invoices_settled(
     moved = {
         lago_id
         for lago_id, invoice in known_by_id.items()
-        if invoice_state(invoice) != "open" or invoice.total_paid_amount_cents > 0
+        if invoice_state(invoice) != "open" or (invoice.total_paid_amount_cents or 0) > 0
     }
     settled = {lago_id for lago_id in moved if invoice_state(known_by_id[lago_id]) != "open"}
     with read_session(rt.engine) as session:
@@ -292,11 +292,12 @@ def _intent_for_request(rt: Runtime, lago_payment_request_id: str) -> TrackedInt
 
 def _plan_request_status(rt: Runtime, request: PaymentRequest, *, now: datetime) -> Plan:
     intent = _intent_for_request(rt, request.lago_id)
-    if intent is None or request.payment_status == "pending":
-        return _nothing
+    if intent is None or request.payment_status not in ("succeeded", "failed"):
+        return _nothing  # pending, or a status we do not know: nothing is proven
     invoices = {invoice.lago_id: invoice for invoice in request.invoices}
     if request.payment_status == "succeeded":
-        assessment = assess_outcome(request.amount_cents, [], request_status="succeeded")
+        asked = intent.amount_cents if request.amount_cents is None else request.amount_cents
+        assessment = assess_outcome(asked, [], request_status="succeeded")
     elif set(intent.invoice_ids) <= set(invoices):
         ordered = [invoices[invoice_id] for invoice_id in intent.invoice_ids]
         assessment = assess_outcome(intent.amount_cents, ordered, request_status="failed")
@@ -396,7 +397,7 @@ def _plan_check_soon(
 
 def _plan_overdue(rt: Runtime, invoice: Invoice, *, now: datetime) -> Plan:
     """Lago says the invoice is overdue and unpaid: no need to GET it for a while."""
-    if invoice_state(invoice) != "open" or invoice.total_paid_amount_cents > 0:
+    if invoice_state(invoice) != "open" or (invoice.total_paid_amount_cents or 0) > 0:
         return _plan_invoices_settled(rt, [invoice], _customer_of(invoice), now=now)
     with read_session(rt.engine) as session:
         intents = unsettled_intents_of(

@@ -36,6 +36,7 @@ from worker import metrics
 from worker.lago.errors import LagoError, LagoNotFoundError
 from worker.lago.models import Invoice
 from worker.logging import get_logger
+from worker.services.invoice_facts import due_cents
 from worker.services.runtime import Runtime
 from worker.services.status import intent_counts
 from worker.store._dialect import insert_for
@@ -79,9 +80,21 @@ def invoice_state(invoice: Invoice) -> InvoiceState:
         return "voided"
     if invoice.payment_dispute_lost_at is not None:
         return "disputed"
-    if invoice.payment_status == "succeeded" or invoice.due_cents <= 0:
+    due = due_cents(invoice)
+    if invoice.payment_status == "succeeded" or (due is not None and due <= 0):
         return "paid"
     return "open"
+
+
+def _unpaid_cents(invoice: Invoice, *, fallback: int) -> int:
+    """What is left unpaid on an invoice; `fallback` when Lago's answer does not tell (an
+    unknown amount is never counted as recovered)."""
+    due = due_cents(invoice)
+    if due is not None:
+        return max(due, 0)
+    if invoice.total_amount_cents is not None:
+        return max(invoice.total_amount_cents - (invoice.total_paid_amount_cents or 0), 0)
+    return max(fallback, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +126,15 @@ def assess_outcome(
         return Assessment("paid", max(asked_cents, 0), True)
     states = [invoice_state(invoice) for invoice in invoices]
     still_due = sum(
-        max(invoice.due_cents, 0)
+        _unpaid_cents(invoice, fallback=asked_cents)
         for invoice, state in zip(invoices, states, strict=True)
         if state == "open"
     )
     written_off = sum(
-        max(invoice.total_amount_cents - invoice.total_paid_amount_cents, 0)
+        max(
+            (invoice.total_amount_cents or 0) - (invoice.total_paid_amount_cents or 0),
+            0,
+        )
         for invoice, state in zip(invoices, states, strict=True)
         if state in ("voided", "disputed")
     )

@@ -1,7 +1,8 @@
 """`dunning report`: the figures finance and ops look at first, in one read of the ledger.
 
 1. Outstanding and overdue now, per currency, with ageing buckets (newest full sweep).
-2. Asked / paid / recovered / rate / median time to pay, per policy, currency and attempt.
+2. Asked / paid / recovered / rate / median time to pay, per policy (and version), currency
+   and attempt; for policies with a holdout, dunned against held-out groups.
 3. The action list: needs review, blocked, refused, paused, exhausted (customer and amount).
 4. What the next sweep is expected to ask.
 Rendered by `report_text` (terminal), `report_csv` and `report_html`; `to_json()` here.
@@ -10,7 +11,7 @@ No Lago call: everything comes from the ledger.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from worker.read.actions import ActionItem, action_list
 from worker.read.next_sweep import NextSweep, next_sweep
 from worker.read.outstanding import OverdueNow, overdue_now
 from worker.read.recovery import Recovery, recovery
+from worker.services.holdout_stats import HoldoutComparison, holdout_comparison
 from worker.services.status import to_jsonable
 
 
@@ -33,6 +35,7 @@ class FinanceReport:
     recovery: Recovery
     actions: list[ActionItem]
     next_sweep: NextSweep
+    holdouts: list[HoldoutComparison] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         overdue = None
@@ -59,6 +62,7 @@ class FinanceReport:
                 "daily": to_jsonable([asdict(item) for item in self.recovery.daily]),
             },
             "actions": to_jsonable([asdict(item) for item in self.actions]),
+            "holdouts": [comparison.to_json() for comparison in self.holdouts],
             "next_sweep": {
                 "at": self.next_sweep.at.isoformat() if self.next_sweep.at else None,
                 "based_on_run": self.next_sweep.based_on_run,
@@ -87,20 +91,83 @@ def next_run_at(cron: str, now: datetime) -> datetime:
 
 
 def build_report(
-    engine: Engine, *, since: datetime | None, now: datetime, next_sweep_at: datetime | None
+    engine: Engine,
+    *,
+    since: datetime | None,
+    now: datetime,
+    next_sweep_at: datetime | None = None,
 ) -> FinanceReport:
     with reading(engine) as session:
-        return FinanceReport(
+        report = FinanceReport(
             generated_at=now,
             since=since,
             overdue=overdue_now(session),
             recovery=recovery(session, since=since),
-            actions=action_list(session),
+            actions=action_list(session, now=now),
             next_sweep=next_sweep(session, at=next_sweep_at, now=now),
         )
+    return replace(report, holdouts=holdout_comparison(engine, since=since))
 
 
 # -- formatting shared by the renderers ---------------------------------------------------
+
+HOLDOUT_HEADERS = (
+    "Policy",
+    "Arm",
+    "Groups",
+    "Paid",
+    "Paid share (95% CI)",
+    "Recovered / asked",
+    "Mean days to pay (95% CI)",
+    "Median days",
+)
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.1f}%"
+
+
+def holdout_cells(comparison: HoldoutComparison) -> list[tuple[str, ...]]:
+    """Three rows per policy: dunned, held out, and the difference."""
+    rows: list[tuple[str, ...]] = []
+    for name, arm in (("dunned", comparison.dunned), ("held out", comparison.held_out)):
+        low, high = arm.paid_share_ci
+        days = "-"
+        if arm.mean_days_to_pay is not None:
+            days = f"{arm.mean_days_to_pay:.1f}"
+            if arm.mean_days_ci is not None:
+                days += f" ({arm.mean_days_ci[0]:.1f} to {arm.mean_days_ci[1]:.1f})"
+        rows.append(
+            (
+                comparison.policy,
+                name,
+                str(arm.episodes),
+                str(arm.paid),
+                f"{_pct(arm.paid_share)} ({_pct(low)} to {_pct(high)})",
+                _pct(arm.recovered_cents / arm.amount_cents) if arm.amount_cents else "-",
+                days,
+                f"{arm.median_days_to_pay:.1f}" if arm.median_days_to_pay is not None else "-",
+            )
+        )
+    low, high = comparison.paid_share_difference_ci
+    days = "-"
+    if comparison.days_difference is not None and comparison.days_difference_ci is not None:
+        d_low, d_high = comparison.days_difference_ci
+        days = f"{comparison.days_difference:+.1f} ({d_low:+.1f} to {d_high:+.1f})"
+    rows.append(
+        (
+            comparison.policy,
+            "difference",
+            "",
+            "",
+            f"{comparison.paid_share_difference * 100:+.1f} pts "
+            f"({low * 100:+.1f} to {high * 100:+.1f})",
+            "",
+            days,
+            "",
+        )
+    )
+    return rows
 
 
 def format_cents(cents: int) -> str:

@@ -16,6 +16,7 @@ from datetime import datetime
 from worker.read.actions import ACTION_KINDS, ActionItem
 from worker.read.outstanding import CurrencyOverdue
 from worker.services.report import (
+    HOLDOUT_HEADERS,
     FinanceReport,
     counted,
     format_cents,
@@ -23,6 +24,7 @@ from worker.services.report import (
     format_money,
     format_rate,
     format_time,
+    holdout_cells,
     rate,
 )
 from worker.services.report_charts import BUCKET_COLOURS, ageing_bars, cumulative_line
@@ -119,6 +121,9 @@ def render_html(report: FinanceReport) -> str:
         "</section>",
         '<section id="recovery"><h2>Asked and recovered, by policy, currency and attempt</h2>',
         _recovery_table(report),
+        "</section>",
+        '<section id="holdouts-section"><h2>Holdouts: dunned against held out</h2>',
+        _holdouts(report),
         "</section>",
         '<section id="actions"><h2>Needs a human</h2>',
         _actions(report),
@@ -277,6 +282,7 @@ def _line(report: FinanceReport, currency: str, points: list[tuple[datetime, int
 
 RECOVERY_HEADERS = (
     "Policy",
+    "Version",
     "Currency",
     "Attempt",
     "Asked",
@@ -293,6 +299,7 @@ def recovery_cells(report: FinanceReport) -> list[list[str]]:
     return [
         [
             row.policy,
+            row.version or "-",
             row.currency,
             str(row.attempt_number),
             str(row.asked),
@@ -313,9 +320,16 @@ def _recovery_table(report: FinanceReport) -> str:
     return _table(
         RECOVERY_HEADERS,
         recovery_cells(report),
-        numeric={2, 3, 4, 5, 6, 7, 8, 9},
+        numeric={3, 4, 5, 6, 7, 8, 9, 10},
         id="recovery-table",
     )
+
+
+def _holdouts(report: FinanceReport) -> str:
+    if not report.holdouts:
+        return '<p class="empty">No policy held customers out in this period.</p>'
+    rows = [cells for comparison in report.holdouts for cells in holdout_cells(comparison)]
+    return _table(HOLDOUT_HEADERS, rows, numeric={2, 3}, id="holdouts")
 
 
 ACTION_HEADERS = ("What", "Customer", "Amount", "Intent", "Since", "Detail")

@@ -1,123 +1,65 @@
-"""Send one payment-request intent to Lago, exactly once.
+"""Send payment-request intents to Lago, exactly once.
 
-Steps (design §3):
+Steps (design §3), for one intent or many:
 1. Claim the intent under a lease in one short transaction (commit before any HTTP).
-2. If an earlier try may have reached Lago (`post_started_at` was already set), RECONCILE:
-   list the customer's payment requests and adopt one created since that try (minus a
-   clock-skew margin) whose invoices overlap ours, or any still-pending one covering our
-   invoices (e.g. made by Lago's own dunning campaign). Nothing found: wait until the settle
-   window has passed since that try, then POST again; too many unknown outcomes: needs_review.
-3. POST and record the classified answer in one short transaction (with the group's attempt
-   counter on success). `hooks.after_post()` runs between the answer and that commit.
+2. If an earlier try may have reached Lago (`post_started_at` was already set), reconcile
+   first (`send_reconcile`): adopt what Lago has, wait for the settle window, or give up.
+3. Stamp `post_started_at` in a short transaction, just before the intent's own POST: only
+   from then on is a crash an unknown outcome for that intent.
+4. POST, then record the checked and classified answer in a short transaction
+   (`send_recording`, with the group's attempt counter on success).
 
 No transaction is ever open during an HTTP call. Every write after the claim only applies
 while we still hold the lease; otherwise the outcome is `lease_lost` and the newer holder
 reconciles whatever we did.
+
+`send_payment_requests` runs many intents as a pipeline: claims are topped up a chunk at a
+time, up to `concurrency` POSTs are in flight (a sliding window: a finished POST frees its
+slot at once, no batch waits for its slowest member), and each turn of the loop records every
+answer that has come back and stamps the POSTs about to start in ONE transaction, so the
+database work per payment request stays a few statements.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Protocol
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from worker import metrics
-from worker.lago.errors import (
-    RETRY_LATER_CODES,
-    FeatureUnavailableError,
-    LagoConnectionError,
-    LagoError,
-    LagoForbiddenError,
-    LagoRateLimitedError,
-    LagoServerError,
-    LagoStatusError,
-    LagoUnauthorizedError,
+from worker.lago.errors import LagoError
+from worker.services.send_reconcile import reconcile_before_resend
+from worker.services.send_recording import Answer, record_answer, record_answers
+from worker.services.send_types import (
+    DEFAULT_CLOCK_SKEW_SECONDS,
+    DEFAULT_NOT_READY_RETRY_SECONDS,
+    DEFAULT_RETRY_SECONDS,
+    PaymentRequestsApi,
+    SendContext,
+    SendHooks,
+    SendOutcome,
+    SendStatus,
+    lease_lost,
+    not_claimed,
 )
-from worker.lago.models import PaymentRequest, PaymentStatus
-from worker.store import group_states, intents
-from worker.store.db import read_session, write_tx
+from worker.store import intents
+from worker.store.db import write_tx
 from worker.store.intents import ClaimedIntent
 
-DEFAULT_CLOCK_SKEW_SECONDS = 300
-DEFAULT_RETRY_SECONDS = 60
-DEFAULT_NOT_READY_RETRY_SECONDS = 3600
-#: Intents claimed, posted and recorded together by `send_payment_requests`.
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "PaymentRequestsApi",
+    "SendHooks",
+    "SendOutcome",
+    "SendStatus",
+    "send_payment_request",
+    "send_payment_requests",
+]
+
+#: Intents claimed at a time by `send_payment_requests`.
 DEFAULT_BATCH_SIZE = 100
-
-
-class PaymentRequestsApi(Protocol):
-    """The part of `worker.lago.client.LagoClient` this service uses."""
-
-    def create_payment_request(
-        self,
-        external_customer_id: str,
-        lago_invoice_ids: list[str] | tuple[str, ...] | frozenset[str],
-        *,
-        email: str | None = None,
-    ) -> PaymentRequest: ...
-
-    def iter_payment_requests(
-        self,
-        *,
-        external_customer_id: str | None = None,
-        payment_status: PaymentStatus | None = None,
-        currency: str | None = None,
-        per_page: int = ...,
-    ) -> Iterator[PaymentRequest]: ...
-
-
-class SendHooks(Protocol):
-    """Test seams at exact points of the protocol (production passes None)."""
-
-    def after_claim(self) -> None: ...
-
-    def after_post(self) -> None: ...
-
-
-class SendStatus(StrEnum):
-    SENT = "sent"  # our POST created the payment request
-    ADOPTED = "adopted"  # a matching request already existed in Lago: no POST
-    REFUSED = "refused"  # Lago said no for good (404/405/422)
-    BLOCKED = "blocked"  # 403: the instance cannot create payment requests; stop the run
-    NEEDS_REVIEW = "needs_review"  # too many unknown outcomes
-    RESCHEDULED = "rescheduled"  # back to pending; `detail` says why and when
-    NOT_CLAIMED = "not_claimed"  # not due, leased elsewhere, paused, or already finished
-    LEASE_LOST = "lease_lost"  # our lease expired meanwhile; the new holder takes over
-
-
-@dataclass(frozen=True, slots=True)
-class SendOutcome:
-    intent_id: int
-    status: SendStatus
-    lago_id: str | None = None
-    error_code: str | None = None
-    detail: str = ""
-    posted: bool = False  # a POST was made by this call
-
-    @property
-    def stops_run(self) -> bool:
-        """Nothing else in this run can succeed (no licence, or the API key is rejected)."""
-        return self.status is SendStatus.BLOCKED or self.error_code == "unauthorized"
-
-
-@dataclass(frozen=True, slots=True)
-class _Context:
-    engine: Engine
-    client: PaymentRequestsApi
-    owner: str
-    now: Callable[[], datetime]
-    settle: timedelta
-    max_ambiguous_tries: int
-    clock_skew: timedelta
-    retry: timedelta
-    not_ready_retry: timedelta
 
 
 def send_payment_request(
@@ -140,7 +82,7 @@ def send_payment_request(
     `owner` must be unique per call site (e.g. host:pid:thread:uuid). Raises `StoreError` if
     the database fails; the lease then expires and a later run reconciles.
     """
-    ctx = _Context(
+    ctx = SendContext(
         engine=engine,
         client=client,
         owner=owner,
@@ -160,19 +102,41 @@ def send_payment_request(
         intent_ids=[intent_id],
     )
     if not claimed:
-        return SendOutcome(
-            intent_id,
-            SendStatus.NOT_CLAIMED,
-            detail="not due, leased by another worker, customer paused, or already finished",
-        )
-    intent = claimed[0]
+        return not_claimed(intent_id)
     if hooks is not None:
         hooks.after_claim()
+    return _send_claimed(ctx, claimed[0], hooks)
+
+
+def _send_claimed(ctx: SendContext, intent: ClaimedIntent, hooks: SendHooks | None) -> SendOutcome:
+    """One claimed intent: reconcile if an earlier try may have landed, else stamp and POST."""
     if intent.earlier_post_started_at is not None:
-        settled = _reconcile(ctx, intent, intent.earlier_post_started_at)
+        settled = reconcile_before_resend(ctx, intent, intent.earlier_post_started_at)
         if settled is not None:
             return settled
-    return _post(ctx, intent, hooks)
+        # Reconciled and settled: `restart_post_window` stamped the new POST already.
+    else:
+        with write_tx(ctx.engine) as session:
+            stamped = intents.mark_post_started(
+                session, owner=ctx.owner, intent_ids=[intent.id], now=ctx.now()
+            )
+        if intent.id not in stamped:
+            return lease_lost(intent.id)
+    answer = call_lago(ctx, intent)
+    if hooks is not None:
+        hooks.after_post()
+    with write_tx(ctx.engine) as session:
+        return record_answer(ctx, session, intent, answer)
+
+
+def call_lago(ctx: SendContext, intent: ClaimedIntent) -> Answer:
+    """The POST itself; its answer (or error) is recorded afterwards, never inside a tx."""
+    try:
+        return ctx.client.create_payment_request(
+            intent.external_customer_id, list(intent.invoice_ids), email=intent.email
+        )
+    except LagoError as exc:
+        return exc
 
 
 def send_payment_requests(
@@ -189,445 +153,151 @@ def send_payment_requests(
     batch_size: int = DEFAULT_BATCH_SIZE,
     hooks: SendHooks | None = None,
 ) -> Iterator[SendOutcome]:
-    """The same protocol as `send_payment_request`, for many intents at a time.
+    """The same protocol as `send_payment_request`, for many intents, as a pipeline.
 
-    Per batch: ONE transaction claims the batch, the POSTs run concurrently (no transaction
-    open), then ONE transaction records every answer. The database work per payment request
-    is a few statements instead of two commits, which is what keeps a large sweep fast. An
-    intent an earlier try may have posted goes through the single-intent path (reconcile
-    first). A crash between the POSTs and the recording leaves the intents claimed with
-    `post_started_at` set: exactly the state a crash of the single path leaves, recovered the
-    same way (lease expiry, then reconcile and adopt).
+    Outcomes are yielded as they are recorded (not in `intent_ids` order). An intent an
+    earlier try may have posted goes through the single-intent steps (reconcile first). A
+    crash leaves the intents whose POST had started claimed with `post_started_at` set (they
+    are reconciled after their lease expires), and the others claimed without it (they are
+    simply sent by the next holder).
     """
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        for start in range(0, len(intent_ids), batch_size):
-            chunk = list(intent_ids[start : start + batch_size])
-            ctx = _Context(
-                engine=engine,
-                client=client,
-                owner=f"{owner}:{start // batch_size}",
-                now=now,
-                settle=timedelta(seconds=settle_seconds),
-                max_ambiguous_tries=max_ambiguous_tries,
-                clock_skew=timedelta(seconds=DEFAULT_CLOCK_SKEW_SECONDS),
-                retry=timedelta(seconds=DEFAULT_RETRY_SECONDS),
-                not_ready_retry=timedelta(seconds=DEFAULT_NOT_READY_RETRY_SECONDS),
-            )
-            yield from _send_batch(ctx, chunk, lease_seconds, pool, hooks)
-
-
-def _send_batch(
-    ctx: _Context,
-    chunk: list[int],
-    lease_seconds: int,
-    pool: ThreadPoolExecutor,
-    hooks: SendHooks | None,
-) -> Iterator[SendOutcome]:
-    claimed = intents.claim_intents(
-        ctx.engine,
-        owner=ctx.owner,
-        now=ctx.now(),
-        lease_seconds=lease_seconds,
-        limit=len(chunk),
-        intent_ids=chunk,
-    )
-    held = {intent.id for intent in claimed}
-    for intent_id in chunk:
-        if intent_id not in held:
-            yield SendOutcome(
-                intent_id,
-                SendStatus.NOT_CLAIMED,
-                detail="not due, leased by another worker, customer paused, or already finished",
-            )
-    if hooks is not None and claimed:
-        hooks.after_claim()
-    fresh = [intent for intent in claimed if intent.earlier_post_started_at is None]
-    for intent in claimed:
-        if intent.earlier_post_started_at is not None:
-            settled = _reconcile(ctx, intent, intent.earlier_post_started_at)
-            yield settled if settled is not None else _post(ctx, intent, hooks)
-    answers = list(pool.map(lambda intent: _call_lago(ctx, intent), fresh))
-    if hooks is not None and fresh:
-        hooks.after_post()
-    if fresh:
-        with write_tx(ctx.engine) as session:
-            outcomes = _record_answers(ctx, session, list(zip(fresh, answers, strict=True)))
-        yield from outcomes
-
-
-def _record_answers(
-    ctx: _Context,
-    session: Session,
-    answered: list[tuple[ClaimedIntent, PaymentRequest | LagoError]],
-) -> list[SendOutcome]:
-    """Record a batch's answers in the caller's transaction. Created requests (the common
-    case) are written with two multi-row statements; errors one by one."""
-    created = [(i, a) for i, a in answered if isinstance(a, PaymentRequest)]
-    outcomes = [
-        _record_failure(ctx, session, intent, answer)
-        for intent, answer in answered
-        if isinstance(answer, LagoError)
-    ]
-    now = ctx.now()
-    try:
-        with session.begin_nested():
-            held = intents.record_sent_many(
-                session,
-                owner=ctx.owner,
-                now=now,
-                results=[
-                    intents.SentResult(i.id, a.lago_id, tuple(a.invoice_ids), _dropped(i, a))
-                    for i, a in created
-                ],
-            )
-            group_states.record_attempts(
-                session,
-                attempts=[
-                    group_states.Attempt(
-                        i.external_customer_id,
-                        i.currency,
-                        i.billing_entity_code,
-                        tuple(a.invoice_ids),
-                    )
-                    for i, a in created
-                    if i.id in held
-                ],
-                now=now,
-            )
-    except IntegrityError:
-        # A Lago id is already on another intent: sort it out one by one.
-        outcomes += [_record_answer(ctx, session, intent, answer) for intent, answer in created]
-        return outcomes
-    for intent, answer in created:
-        if intent.id in held:
-            metrics.record_sent(intent.currency)
-            outcomes.append(
-                SendOutcome(
-                    intent.id,
-                    SendStatus.SENT,
-                    lago_id=answer.lago_id,
-                    detail=_dropped(intent, answer),
-                    posted=True,
-                )
-            )
-        else:
-            outcomes.append(_lease_lost(intent, lago_id=answer.lago_id, posted=True))
-    return outcomes
-
-
-# -- reconcile ---------------------------------------------------------------------------
-
-
-def _reconcile(ctx: _Context, intent: ClaimedIntent, since: datetime) -> SendOutcome | None:
-    """Adopt a matching request, or decide to wait / give up. None = go ahead and POST."""
-    try:
-        found = list(
-            ctx.client.iter_payment_requests(
-                external_customer_id=intent.external_customer_id, currency=intent.currency
-            )
-        )
-    except LagoError as exc:
-        code = "unauthorized" if isinstance(exc, LagoUnauthorizedError) else "reconcile_failed"
-        with write_tx(ctx.engine) as session:
-            return _reschedule(ctx, session, intent, ctx.now() + ctx.retry, code, exc, clear=False)
-    match = _pick_match(ctx, intent, found, since)
-    if match is not None:
-        request, detail = match
-        with write_tx(ctx.engine) as session:
-            return _record_success(ctx, session, intent, request, adopted=True, detail=detail)
-    now = ctx.now()
-    if intent.ambiguous_tries >= ctx.max_ambiguous_tries:
-        reason = (
-            f"{intent.ambiguous_tries} tries with unknown outcome and no matching payment "
-            "request in Lago: check Lago, then cancel the intent or send it by hand"
-        )
-        with write_tx(ctx.engine) as session:
-            if not intents.record_needs_review(
-                session,
-                intent_id=intent.id,
-                owner=ctx.owner,
-                now=now,
-                error_code="too_many_ambiguous_tries",
-                reason=reason,
-            ):
-                return _lease_lost(intent)
-        return SendOutcome(intent.id, SendStatus.NEEDS_REVIEW, detail=reason)
-    settled_at = since + ctx.settle
-    if now < settled_at:
-        with write_tx(ctx.engine) as session:
-            if not intents.reschedule(
-                session,
-                intent_id=intent.id,
-                owner=ctx.owner,
-                now=now,
-                next_attempt_at=settled_at,
-                error_code="awaiting_settle",
-                error="an earlier try may still land in Lago; looking again once it settles",
-                clear_post_started=False,
-            ):
-                return _lease_lost(intent)
-        return SendOutcome(
-            intent.id,
-            SendStatus.RESCHEDULED,
-            error_code="awaiting_settle",
-            detail=f"nothing in Lago yet; looking again at {settled_at.isoformat()}",
-        )
-    # Settled and nothing landed: a new POST window starts now.
-    with write_tx(ctx.engine) as session:
-        if not intents.restart_post_window(session, intent_id=intent.id, owner=ctx.owner, now=now):
-            return _lease_lost(intent)
-    return None
-
-
-def _pick_match(
-    ctx: _Context, intent: ClaimedIntent, found: Sequence[PaymentRequest], since: datetime
-) -> tuple[PaymentRequest, str] | None:
-    ours = frozenset(intent.invoice_ids)
-    overlapping = [request for request in found if request.invoice_ids & ours]
-    if not overlapping:
-        return None
-    with read_session(ctx.engine) as session:
-        taken = intents.known_lago_ids(session, lago_ids=[r.lago_id for r in overlapping])
-    free = [request for request in overlapping if request.lago_id not in taken]
-    window_start = since - ctx.clock_skew
-    recent = sorted(
-        (request for request in free if request.created_at >= window_start),
-        key=lambda request: request.created_at,
-    )
-    if recent:
-        return recent[0], "adopted: an earlier try's payment request was found in Lago"
-    pending = [request for request in free if request.payment_status == "pending"]
-    if pending:
-        newest = max(pending, key=lambda request: request.created_at)
-        return newest, "adopted: a pending payment request already covers these invoices"
-    return None
-
-
-# -- post --------------------------------------------------------------------------------
-
-
-def _call_lago(ctx: _Context, intent: ClaimedIntent) -> PaymentRequest | LagoError:
-    """The POST itself; its answer (or error) is recorded afterwards, never inside a tx."""
-    try:
-        return ctx.client.create_payment_request(
-            intent.external_customer_id, list(intent.invoice_ids), email=intent.email
-        )
-    except LagoError as exc:
-        return exc
-
-
-def _post(ctx: _Context, intent: ClaimedIntent, hooks: SendHooks | None) -> SendOutcome:
-    answer = _call_lago(ctx, intent)
-    if hooks is not None:
-        hooks.after_post()
-    with write_tx(ctx.engine) as session:
-        return _record_answer(ctx, session, intent, answer)
-
-
-def _record_answer(
-    ctx: _Context, session: Session, intent: ClaimedIntent, answer: PaymentRequest | LagoError
-) -> SendOutcome:
-    if isinstance(answer, LagoError):
-        return _record_failure(ctx, session, intent, answer)
-    return _record_success(
-        ctx, session, intent, answer, adopted=False, detail=_dropped(intent, answer)
-    )
-
-
-def _record_success(
-    ctx: _Context,
-    session: Session,
-    intent: ClaimedIntent,
-    request: PaymentRequest,
-    *,
-    adopted: bool,
-    detail: str,
-) -> SendOutcome:
-    now = ctx.now()
-    status = SendStatus.ADOPTED if adopted else SendStatus.SENT
-    try:
-        # A savepoint, so a clash on the Lago id does not undo a caller's batch.
-        with session.begin_nested():
-            if not intents.record_sent(
-                session,
-                intent_id=intent.id,
-                owner=ctx.owner,
-                now=now,
-                lago_payment_request_id=request.lago_id,
-                lago_invoice_ids=request.invoice_ids,
-                adopted=adopted,
-                detail=detail or None,
-            ):
-                return _lease_lost(intent, lago_id=request.lago_id, posted=not adopted)
-            group_states.record_attempt(
-                session,
-                external_customer_id=intent.external_customer_id,
-                currency=intent.currency,
-                billing_entity_code=intent.billing_entity_code,
-                invoice_ids=request.invoice_ids,
-                now=now,
-            )
-    except IntegrityError:
-        # Another intent recorded this Lago id first (adopted concurrently): look again later.
-        return _reschedule(
-            ctx,
-            session,
-            intent,
-            now + ctx.retry,
-            "lago_id_taken",
-            f"payment request {request.lago_id} is already recorded on another intent",
-            clear=False,
-        )
-    if adopted:
-        metrics.record_adoption()
-    else:
-        metrics.record_sent(intent.currency)
-    return SendOutcome(
-        intent.id, status, lago_id=request.lago_id, detail=detail, posted=not adopted
-    )
-
-
-def _record_failure(
-    ctx: _Context, session: Session, intent: ClaimedIntent, exc: LagoError
-) -> SendOutcome:
-    now = ctx.now()
-    code = exc.code if isinstance(exc, LagoStatusError) else None
-    if isinstance(exc, LagoForbiddenError):
-        error_code = code or (
-            "feature_unavailable" if isinstance(exc, FeatureUnavailableError) else "forbidden"
-        )
-        return _definitive(
-            ctx, session, intent, intents.record_blocked, SendStatus.BLOCKED, error_code, exc
-        )
-    if isinstance(exc, LagoRateLimitedError):
-        wait = timedelta(seconds=exc.retry_after_s) if exc.retry_after_s else ctx.retry
-        return _reschedule(
-            ctx, session, intent, now + wait, "rate_limited", exc, clear=True, posted=True
-        )
-    if isinstance(exc, LagoUnauthorizedError):
-        return _reschedule(
-            ctx, session, intent, now + ctx.retry, "unauthorized", exc, clear=True, posted=True
-        )
-    if isinstance(exc, LagoStatusError) and code in RETRY_LATER_CODES:
-        return _reschedule(
-            ctx, session, intent, now + ctx.not_ready_retry, code, exc, clear=True, posted=True
-        )
-    if isinstance(exc, LagoStatusError) and not isinstance(exc, LagoServerError):
-        error_code = code or f"http_{exc.status}"
-        return _definitive(
-            ctx, session, intent, intents.record_refused, SendStatus.REFUSED, error_code, exc
-        )
-    if isinstance(exc, LagoConnectionError):
-        # The client raises this for a POST only when the request certainly never left.
-        return _reschedule(
-            ctx, session, intent, now + ctx.retry, "connect_failed", exc, clear=True, posted=True
-        )
-    # LagoAmbiguousError, timeouts, 5xx, an unreadable 200: it may have landed. Reconcile later.
-    metrics.record_ambiguous()
-    if not intents.reschedule(
-        session,
-        intent_id=intent.id,
-        owner=ctx.owner,
+    if concurrency < 1 or batch_size < 1:
+        raise ValueError("concurrency and batch_size must be >= 1")
+    ctx = SendContext(
+        engine=engine,
+        client=client,
+        owner=owner,
         now=now,
-        next_attempt_at=now + ctx.settle,
-        error_code="ambiguous",
-        error=str(exc),
-        clear_post_started=False,
-        count_ambiguous=True,
-    ):
-        return _lease_lost(intent)
-    return SendOutcome(
-        intent.id,
-        SendStatus.RESCHEDULED,
-        error_code="ambiguous",
-        detail=f"outcome unknown ({exc}); reconciling after the settle window",
-        posted=True,
+        settle=timedelta(seconds=settle_seconds),
+        max_ambiguous_tries=max_ambiguous_tries,
     )
+    pipeline = _Pipeline(ctx, list(dict.fromkeys(intent_ids)), lease_seconds, batch_size, hooks)
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send") as pool:
+        yield from pipeline.run(pool, concurrency)
 
 
-# -- helpers -----------------------------------------------------------------------------
+class _Pipeline:
+    """Claims, stamps, POSTs and records; see `send_payment_requests`."""
 
-
-class _FinalRecorder(Protocol):
-    def __call__(
+    def __init__(
         self,
-        session: Session,
-        *,
-        intent_id: int,
-        owner: str,
-        now: datetime,
-        error_code: str,
-        error: str,
-    ) -> bool: ...
+        ctx: SendContext,
+        intent_ids: list[int],
+        lease_seconds: int,
+        batch_size: int,
+        hooks: SendHooks | None,
+    ) -> None:
+        self.ctx = ctx
+        self.todo: deque[int] = deque(intent_ids)
+        self.lease_seconds = lease_seconds
+        self.batch_size = batch_size
+        self.hooks = hooks
+        self.ready: deque[ClaimedIntent] = deque()
+        self.inflight: dict[Future[Answer], ClaimedIntent] = {}
+        self.answered: list[tuple[ClaimedIntent, Answer]] = []
 
+    def run(self, pool: ThreadPoolExecutor, concurrency: int) -> Iterator[SendOutcome]:
+        """Outcomes as they are recorded. An outcome that stops the run (no licence, API key
+        rejected) stops claiming and starting: what is in flight is recorded, what was
+        claimed but not started is given back. The same when the caller stops reading
+        early (the generator is closed)."""
+        stopping = False
+        try:
+            while self.todo or self.ready or self.inflight or self.answered:
+                if not stopping and len(self.ready) < concurrency and self.todo:
+                    yield from self._claim_more()
+                free = 0 if stopping else concurrency - len(self.inflight)
+                starting = [self.ready.popleft() for _ in range(min(free, len(self.ready)))]
+                if self.answered and self.hooks is not None:
+                    self.hooks.after_post()
+                recorded, stamped = self._record_and_stamp(starting)
+                for outcome in recorded:
+                    stopping = stopping or outcome.stops_run
+                    yield outcome
+                for intent in starting:
+                    if intent.id in stamped:
+                        self.inflight[pool.submit(call_lago, self.ctx, intent)] = intent
+                    else:
+                        yield lease_lost(intent.id)
+                if stopping:
+                    self.todo.clear()
+                    self._give_back()
+                self._collect_answers()
+        except GeneratorExit:
+            # The caller stopped reading (e.g. the run is blocked). Any other exception is
+            # left as a crash would leave it: leases expire and the next holder reconciles.
+            self._wind_down()
+            raise
 
-def _definitive(
-    ctx: _Context,
-    session: Session,
-    intent: ClaimedIntent,
-    record: _FinalRecorder,
-    status: SendStatus,
-    error_code: str,
-    exc: LagoError,
-) -> SendOutcome:
-    """Lago answered for good (refused, or no licence): record it, if we still hold the lease."""
-    if not record(
-        session,
-        intent_id=intent.id,
-        owner=ctx.owner,
-        now=ctx.now(),
-        error_code=error_code,
-        error=str(exc),
-    ):
-        return _lease_lost(intent)
-    return SendOutcome(intent.id, status, error_code=error_code, detail=str(exc), posted=True)
+    def _collect_answers(self) -> None:
+        if self.inflight:
+            done, _ = wait(self.inflight, return_when=FIRST_COMPLETED)
+            for future in done:
+                self.answered.append((self.inflight.pop(future), future.result()))
 
+    def _give_back(self) -> None:
+        """Release the intents claimed whose POST has not started."""
+        if not self.ready:
+            return
+        with write_tx(self.ctx.engine) as session:
+            intents.release_unstarted(
+                session,
+                owner=self.ctx.owner,
+                intent_ids=[intent.id for intent in self.ready],
+                now=self.ctx.now(),
+            )
+        self.ready.clear()
 
-def _reschedule(
-    ctx: _Context,
-    session: Session,
-    intent: ClaimedIntent,
-    when: datetime,
-    error_code: str,
-    error: Exception | str,
-    *,
-    clear: bool,
-    posted: bool = False,
-) -> SendOutcome:
-    if not intents.reschedule(
-        session,
-        intent_id=intent.id,
-        owner=ctx.owner,
-        now=ctx.now(),
-        next_attempt_at=when,
-        error_code=error_code,
-        error=str(error),
-        clear_post_started=clear,
-    ):
-        return _lease_lost(intent)
-    return SendOutcome(
-        intent.id,
-        SendStatus.RESCHEDULED,
-        error_code=error_code,
-        detail=f"{error}; next try at {when.isoformat()}",
-        posted=posted,
-    )
+    def _wind_down(self) -> None:
+        """After an early stop: record what is in flight, give back what never started. (A
+        database failure here leaves leases to expire: the next holder reconciles.)"""
+        if not (self.ready or self.inflight or self.answered):
+            return
+        self._give_back()
+        while self.inflight:
+            self._collect_answers()
+        if self.answered:
+            self._record_and_stamp([])
 
+    def _claim_more(self) -> Iterator[SendOutcome]:
+        chunk = [self.todo.popleft() for _ in range(min(self.batch_size, len(self.todo)))]
+        claimed = intents.claim_intents(
+            self.ctx.engine,
+            owner=self.ctx.owner,
+            now=self.ctx.now(),
+            lease_seconds=self.lease_seconds,
+            limit=len(chunk),
+            intent_ids=chunk,
+        )
+        held = {intent.id for intent in claimed}
+        for intent_id in chunk:
+            if intent_id not in held:
+                yield not_claimed(intent_id)
+        if self.hooks is not None and claimed:
+            self.hooks.after_claim()
+        for intent in claimed:
+            if intent.earlier_post_started_at is None:
+                self.ready.append(intent)
+            else:
+                yield _send_claimed(self.ctx, intent, self.hooks)
 
-def _lease_lost(
-    intent: ClaimedIntent, *, lago_id: str | None = None, posted: bool = False
-) -> SendOutcome:
-    return SendOutcome(
-        intent.id,
-        SendStatus.LEASE_LOST,
-        lago_id=lago_id,
-        detail="the lease expired before the result was recorded; the new holder reconciles",
-        posted=posted,
-    )
-
-
-def _dropped(intent: ClaimedIntent, request: PaymentRequest) -> str:
-    missing = set(intent.invoice_ids) - request.invoice_ids
-    if not missing:
-        return ""
-    return f"Lago left out {len(missing)} of {len(intent.invoice_ids)} invoices"
+    def _record_and_stamp(
+        self, starting: list[ClaimedIntent]
+    ) -> tuple[list[SendOutcome], set[int]]:
+        """One transaction: record the answers that came back, stamp the POSTs to start."""
+        if not self.answered and not starting:
+            return [], set()
+        with write_tx(self.ctx.engine) as session:
+            outcomes = record_answers(self.ctx, session, self.answered) if self.answered else []
+            stamped = (
+                intents.mark_post_started(
+                    session,
+                    owner=self.ctx.owner,
+                    intent_ids=[intent.id for intent in starting],
+                    now=self.ctx.now(),
+                )
+                if starting
+                else set()
+            )
+        self.answered = []
+        return outcomes, stamped

@@ -70,7 +70,7 @@ def build_status(
             queue=send_queue(session, now=now),
             open_intents=open_intents(session, limit=limit),
             needs_review=intents_with_status(session, "needs_review", limit=limit),
-            paused_customers=paused_customers(session),
-            actions=action_list(session, limit=limit),
+            paused_customers=paused_customers(session, now=now),
+            actions=action_list(session, now=now, limit=limit),
             last_sweeps=recent_runs(session, limit=sweeps),
         )

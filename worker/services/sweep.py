@@ -2,15 +2,19 @@
 
 Steps (each database write is one short transaction; no transaction spans an HTTP call):
 1. Start the run (a beat tick claims its slot first: a double-fired tick does nothing).
-2. Stream the overdue listing once (design §2) and reduce it to groups (`collect_groups`).
-3. Read every group's ledger state in bulk and `decide()` each group (pure, `now` given).
-4. In one transaction: an intent per ATTEMPT (duplicates are no-ops), exhaustion marks, and
-   every decision with its reason (skips included, malformed records too).
-5. Send (inline mode): the new intents and any older intents due again, with bounded
+2. List the pending payment requests we did not make, once (`requested_elsewhere`): groups
+   they cover wait with reason `already_requested`.
+3. Stream the overdue listing once (design §2), judge every invoice from its own fields and
+   reduce the eligible ones to groups (`collect_groups`).
+4. Read every group's ledger state in bulk and `decide()` each group (pure, `now` given).
+5. In one transaction: an intent per ATTEMPT (duplicates are no-ops), exhaustion marks, and
+   every decision with its reason (skips included: groups, skipped invoices, malformed
+   records).
+6. Send (inline mode): the new intents and any older intents due again, with bounded
    concurrency. A 405 `invoices_not_overdue` refreshes only that customer and retries once
-   with the invoices still overdue. In Celery mode the task fans the intent ids out instead.
-6. Run the exhaustion actions, reconcile outcomes, and finish the run with its counts.
-A dry run does steps 2-3 only and writes nothing.
+   with the invoices still eligible. In Celery mode the task fans the intent ids out instead.
+7. Run the exhaustion actions, reconcile outcomes, and finish the run with its counts.
+A dry run does steps 2-4 only and writes nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 from typing import Protocol
 
@@ -31,17 +35,25 @@ from worker.lago.filters import InvoiceFilters
 from worker.lago.models import Invoice, MalformedRecord
 from worker.lago.notify import post_notification
 from worker.logging import get_logger
-from worker.policy import decide
 from worker.policy.types import (
     Decision,
     DecisionKind,
     ExhaustionActionKind,
     Group,
-    GroupState,
     Reason,
 )
-from worker.services.collect_groups import CollectedGroups, Malformed, collect_groups
+from worker.services.collect_groups import (
+    CollectedGroups,
+    Malformed,
+    SkippedInvoices,
+    collect_groups,
+)
+from worker.services.group_facts import decide_groups, remember_policies
+from worker.services.invoice_facts import judge
 from worker.services.overdue_snapshot import record_overdue_snapshot
+from worker.services.reconcile_holdouts import new_holdout, reconcile_holdouts
+from worker.services.requested_elsewhere import RequestedElsewhere, requested_elsewhere
+from worker.services.run_heartbeat import Heartbeat, abandon_dead_runs
 from worker.services.runtime import Runtime
 from worker.services.send_payment_request import (
     SendOutcome,
@@ -49,13 +61,15 @@ from worker.services.send_payment_request import (
     send_payment_requests,
 )
 from worker.store import decisions as decision_store
-from worker.store import group_states, intents, runs
+from worker.store import group_states, holdouts, intents, runs
 from worker.store.db import read_session, write_tx
 from worker.store.decisions import DecisionRecord
 
 log = get_logger(__name__)
 
 NOT_OVERDUE = "invoices_not_overdue"
+#: Clock skew allowed between Lago's timestamps (whole seconds) and ours.
+_SKEW = timedelta(minutes=5)
 _DECIDE_BATCH = 1000
 UNKNOWN = "-"
 
@@ -75,7 +89,7 @@ class PlanRow:
     external_customer_id: str
     currency: str
     billing_entity_code: str | None
-    amount_cents: int
+    amount_cents: int | None  # None: skipped invoices whose amount due is unknown
     invoice_count: int
     policy: str | None
     kind: str
@@ -94,6 +108,12 @@ class SweepSummary:
     invoices_seen: int = 0
     groups: int = 0
     malformed: int = 0
+    #: Every invoice seen, by what became of it (eligible, a skip reason, malformed_record).
+    invoices: Counter[str] = field(default_factory=Counter)
+    #: Pending payment requests we did not make (they make groups wait: already_requested).
+    requested_elsewhere: int = 0
+    #: Decision rows recording skipped invoices (one per customer, currency, entity, reason).
+    skip_summaries: int = 0
     decisions: Counter[str] = field(default_factory=Counter)
     intent_ids: list[int] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -112,6 +132,10 @@ class SweepSummary:
     def skipped(self) -> int:
         return sum(count for reason, count in self.decisions.items() if reason != "eligible")
 
+    @property
+    def invoices_skipped(self) -> int:
+        return self.invoices_seen - self.invoices[Reason.ELIGIBLE.value]
+
     def as_dict(self) -> dict[str, object]:
         return {
             "run_id": self.run_id,
@@ -122,6 +146,9 @@ class SweepSummary:
             "invoices_seen": self.invoices_seen,
             "groups": self.groups,
             "malformed": self.malformed,
+            "invoices_by_reason": dict(sorted(self.invoices.items())),
+            "invoices_skipped": self.invoices_skipped,
+            "requested_elsewhere": self.requested_elsewhere,
             "intents_created": len(self.intent_ids),
             "payment_requests_created": self.requests_created,
             "outcomes": dict(sorted(self.outcomes.items())),
@@ -169,68 +196,78 @@ def run_sweep(
             log.info("sweep.slot_already_taken", slot=slot)
             return summary
         summary.run_id = run_id
+        remember_policies(rt.engine, rt.policies, rt.clock())
     bound = log.bind(run_id=summary.run_id, trigger=trigger)
     bound.info("sweep.started", customer=customer, dry_run=dry_run)
 
-    try:
-        with collect_groups(
-            _listing(rt, customer=customer, progress=progress), customer=customer
-        ) as collected:
-            summary.invoices_seen = collected.invoices_seen
-            summary.groups = collected.group_count
-            summary.malformed = len(collected.malformed)
-            if collected.malformed:
-                summary.decisions[Reason.MALFORMED_RECORD.value] += len(collected.malformed)
-            decided = _decide_in_batches(rt, collected.iter_groups(), now)
-            if dry_run:
-                for group, decision in decided:
-                    summary.decisions[decision.reason.value] += 1
-                    summary.plan.append(_plan_row(group, decision))
-                summary.api_calls = rt.client.calls_total() - calls_before
-                summary.duration_s = tick() - started
-                return summary
-            exhausted = _write_decisions(rt, summary, decided, collected.malformed, now)
-            summary.exhaustion_actions = _run_exhaustion_actions(rt, exhausted, now)
-            if send_inline:
-                _send_all(rt, summary, progress)
-            _reconcile(rt, collected)
-            record_overdue_snapshot(
-                rt, collected, run_id=summary.run_id, now=now, customer=customer
-            )
-    except FeatureUnavailableError as exc:
-        summary.blocked = str(exc)
-        _finish(
-            rt,
-            summary,
-            status="blocked",
-            error=exc.message,
-            started=started,
-            tick=tick,
-            calls_before=calls_before,
-        )
-        raise
-    except Exception as exc:
-        if summary.run_id is not None:
+    with Heartbeat(rt.engine, summary.run_id, rt.clock):
+        try:
+            elsewhere = requested_elsewhere(rt, customer=customer, now=now)
+            summary.requested_elsewhere = elsewhere.requests
+            with collect_groups(
+                _listing(rt, customer=customer, progress=progress),
+                now=now,
+                customer=customer,
+                requested_elsewhere=elsewhere.covered,
+            ) as collected:
+                summary.invoices_seen = collected.invoices_seen
+                summary.invoices.update(collected.invoices_by_reason)
+                summary.groups = collected.group_count
+                summary.malformed = len(collected.malformed)
+                if collected.malformed:
+                    summary.decisions[Reason.MALFORMED_RECORD.value] += len(collected.malformed)
+                decided = _decide_in_batches(rt, collected.iter_groups(), now)
+                if dry_run:
+                    for group, decision in decided:
+                        summary.decisions[decision.reason.value] += 1
+                        summary.plan.append(_plan_row(group, decision))
+                    summary.plan.extend(_skip_plan_row(skip) for skip in collected.iter_skips())
+                    summary.api_calls = rt.client.calls_total() - calls_before
+                    summary.duration_s = tick() - started
+                    return summary
+                metrics.record_invoices_judged(collected.invoices_by_reason)
+                exhausted = _write_decisions(rt, summary, decided, collected, now)
+                summary.exhaustion_actions = _run_exhaustion_actions(rt, exhausted, now)
+                if send_inline:
+                    _send_all(rt, summary, progress, elsewhere.covered)
+                _reconcile(rt, collected)
+                record_overdue_snapshot(
+                    rt, collected, run_id=summary.run_id, now=now, customer=customer
+                )
+        except FeatureUnavailableError as exc:
+            summary.blocked = str(exc)
             _finish(
                 rt,
                 summary,
-                status="failed",
-                error=_one_line(exc),
+                status="blocked",
+                error=exc.message,
                 started=started,
                 tick=tick,
                 calls_before=calls_before,
             )
-        raise
-    _finish(
-        rt,
-        summary,
-        status="succeeded",
-        error=None,
-        started=started,
-        tick=tick,
-        calls_before=calls_before,
-    )
-    bound.info("sweep.finished", **summary.as_dict())
+            raise
+        except Exception as exc:
+            if summary.run_id is not None:
+                _finish(
+                    rt,
+                    summary,
+                    status="failed",
+                    error=_one_line(exc),
+                    started=started,
+                    tick=tick,
+                    calls_before=calls_before,
+                )
+            raise
+        _finish(
+            rt,
+            summary,
+            status="succeeded",
+            error=None,
+            started=started,
+            tick=tick,
+            calls_before=calls_before,
+        )
+        bound.info("sweep.finished", **summary.as_dict())
     return summary
 
 
@@ -240,6 +277,7 @@ def run_sweep(
 
 def _start_run(rt: Runtime, *, trigger: str, slot: str | None, now: datetime) -> int | None:
     with write_tx(rt.engine) as session:
+        abandon_dead_runs(session, now=now)
         if slot is not None:
             return runs.claim_tick_slot(
                 session,
@@ -270,31 +308,16 @@ def _listing(
 def _decide_in_batches(
     rt: Runtime, groups: Iterator[Group], now: datetime
 ) -> Iterator[tuple[Group, Decision]]:
-    """Decide group by group, reading the ledger state of `_DECIDE_BATCH` groups at a time."""
-    while batch := list(islice(groups, _DECIDE_BATCH)):
-        refs = [
-            group_states.GroupRef(g.customer.external_id, g.currency, g.billing_entity_code)
-            for g in batch
-        ]
-        with read_session(rt.engine) as session:
-            stored = group_states.load_group_states(session, groups=refs)
-        for group, ref in zip(batch, refs, strict=True):
-            known = stored[ref.key]
-            state = GroupState(
-                attempts_used=known.attempts_used,
-                last_attempt_at=known.last_attempt_at,
-                paused=known.paused,
-                open_intent=known.open_intent,
-                exhaustion_handled=known.exhaustion_handled,
-            )
-            yield group, decide(rt.policies, group, state, now)
+    """Decide group by group, reading the ledger facts of a batch of groups at a time."""
+    for group, (decision,) in decide_groups(rt.engine, groups, now, (rt.policies,)):
+        yield group, decision
 
 
 def _write_decisions(
     rt: Runtime,
     summary: SweepSummary,
     decided: Iterable[tuple[Group, Decision]],
-    malformed: list[Malformed],
+    collected: CollectedGroups,
     now: datetime,
 ) -> list[tuple[Group, Decision]]:
     """Intents, exhaustion marks and the decision log, in one transaction (all or nothing).
@@ -317,6 +340,8 @@ def _write_decisions(
             inserted = intents.add_intents(
                 session, run_id=summary.run_id, intents=list(new.values()), now=written_at
             )
+            held = [entry for g, d in batch if (entry := new_holdout(g, d)) is not None]
+            holdouts.enter_holdouts(session, entries=held, now=written_at)
             records: list[DecisionRecord] = []
             for index, (group, decision) in enumerate(batch):
                 intent_id: int | None = None
@@ -344,10 +369,18 @@ def _write_decisions(
                 summary.decisions[decision.reason.value] += 1
                 records.append(_record(group, explained, now, intent_id))
             decision_store.record_decisions(session, run_id=summary.run_id, decisions=records)
+        skips = iter(collected.iter_skips())
+        while skip_batch := list(islice(skips, _DECIDE_BATCH)):
+            summary.skip_summaries += len(skip_batch)
+            decision_store.record_decisions(
+                session,
+                run_id=summary.run_id,
+                decisions=[_skip_record(skip, now) for skip in skip_batch],
+            )
         decision_store.record_decisions(
             session,
             run_id=summary.run_id,
-            decisions=[_malformed_record(item, now) for item in malformed],
+            decisions=[_malformed_record(item, now) for item in collected.malformed],
         )
     return exhausted
 
@@ -363,6 +396,8 @@ def _new_intent(group: Group, decision: Decision) -> intents.NewIntent:
         email=decision.email,
         policy=decision.policy,
         attempt_number=decision.attempt_number,
+        policy_version=decision.policy_version,
+        policy_hash=decision.policy_hash,
     )
 
 
@@ -398,10 +433,19 @@ def _run_exhaustion_actions(
     return done
 
 
-def _send_all(rt: Runtime, summary: SweepSummary, progress: SweepProgress | None) -> None:
-    """Send the new intents and any older ones due again, with bounded concurrency."""
+def _send_all(
+    rt: Runtime,
+    summary: SweepSummary,
+    progress: SweepProgress | None,
+    elsewhere: RequestedElsewhere,
+) -> None:
+    """Send the new intents and any older ones due again, with bounded concurrency. An older
+    intent whose invoices a pending request we did not make covers, made after the intent
+    (Lago's campaign asked while it waited), is withdrawn instead: never a second request."""
     with read_session(rt.engine) as session:
-        older = intents.due_intent_ids(session, now=rt.clock(), limit=10_000)
+        due = intents.due_intent_ids(session, now=rt.clock(), limit=10_000)
+    new = set(summary.intent_ids)
+    older = _withdraw_asked_elsewhere(rt, summary, [i for i in due if i not in new], elsewhere)
     todo = list(dict.fromkeys([*summary.intent_ids, *older]))
     if not todo:
         return
@@ -413,6 +457,37 @@ def _send_all(rt: Runtime, summary: SweepSummary, progress: SweepProgress | None
             retried = _retry_with_still_overdue(rt, summary, outcome)
             if retried is not None:
                 _count(summary, retried)
+
+
+def _withdraw_asked_elsewhere(
+    rt: Runtime, summary: SweepSummary, intent_ids: list[int], elsewhere: RequestedElsewhere
+) -> list[int]:
+    """Cancel the intents a pending request we did not make covers, made since the intent
+    (within a clock-skew margin: Lago stamps whole seconds); return the others."""
+    if not intent_ids or not (elsewhere.invoices or elsewhere.customers):
+        return intent_ids
+    keep: list[int] = []
+    now = rt.clock()
+    with write_tx(rt.engine) as session:
+        for intent_id in intent_ids:
+            intent = intents.get_intent(session, intent_id)
+            if intent is None:
+                continue
+            asked = [
+                moment
+                for lago_id in intent.invoice_ids
+                if (moment := elsewhere.requested_at(lago_id, intent.external_customer_id))
+            ]
+            if asked and max(asked) > intent.created_at - _SKEW:
+                reason = (
+                    "already_requested: a pending payment request we did not make (made "
+                    f"{max(asked).isoformat()}) covers these invoices"
+                )
+                if intents.cancel_intent(session, intent_id=intent_id, now=now, reason=reason):
+                    summary.outcomes["cancelled"] += 1
+                    continue
+            keep.append(intent_id)
+    return keep
 
 
 def _send_one(rt: Runtime, intent_id: int) -> SendOutcome:
@@ -452,16 +527,19 @@ def _retry_with_still_overdue(
         intent = intents.get_intent(session, refused.intent_id)
     if intent is None:
         return None
-    filters = InvoiceFilters.overdue(external_customer_id=intent.external_customer_id)
-    still = {
-        item.lago_id: item.due_cents
-        for item in rt.client.iter_invoices(filters)
-        if isinstance(item, Invoice) and item.due_cents > 0
-    }
+    customer = intent.external_customer_id
+    filters = InvoiceFilters.overdue(external_customer_id=customer)
+    now = rt.clock()
+    still: dict[str, int] = {}
+    for item in rt.client.iter_invoices(filters):
+        if not isinstance(item, Invoice):
+            continue
+        verdict = judge(item, now, only_customer=customer)
+        if verdict.eligible and verdict.due_cents is not None:
+            still[item.lago_id] = verdict.due_cents
     remaining = sorted(set(intent.invoice_ids) & still.keys())
     if not remaining or len(remaining) == len(intent.invoice_ids):
         return None
-    now = rt.clock()
     with write_tx(rt.engine) as session:
         retry_id = intents.add_intent(
             session,
@@ -476,6 +554,8 @@ def _retry_with_still_overdue(
             policy=intent.policy,
             attempt_number=intent.attempt_number,
             now=now,
+            policy_version=intent.policy_version,
+            policy_hash=intent.policy_hash,
         )
     if retry_id is None:
         return None
@@ -487,6 +567,7 @@ def _reconcile(rt: Runtime, collected: CollectedGroups) -> None:
     from worker.services.reconcile_outcomes import reconcile_outcomes
 
     reconcile_outcomes(rt, now=rt.clock(), still_overdue=collected.overdue_invoice_ids)
+    reconcile_holdouts(rt, now=rt.clock(), still_overdue=collected.overdue_invoice_ids)
 
 
 def _finish(
@@ -557,12 +638,49 @@ def _record(
         next_eligible_at=decision.next_eligible_at,
         decided_at=now,
         intent_id=intent_id,
+        policy_version=decision.policy_version,
+        policy_hash=decision.policy_hash,
+    )
+
+
+def _skip_record(skip: SkippedInvoices, now: datetime) -> DecisionRecord:
+    return DecisionRecord(
+        external_customer_id=skip.external_customer_id,
+        currency=skip.currency,
+        billing_entity_code=skip.billing_entity_code,
+        policy=None,
+        kind=DecisionKind.SKIP.value,
+        reason=skip.reason.value,
+        detail=_skip_detail(skip),
+        amount_cents=skip.amount_cents,
+        invoice_count=skip.invoice_count,
+        next_eligible_at=None,
+        decided_at=now,
+    )
+
+
+def _skip_detail(skip: SkippedInvoices) -> str:
+    return f"{skip.invoice_count} invoice(s) not dunned: {skip.detail}"
+
+
+def _skip_plan_row(skip: SkippedInvoices) -> PlanRow:
+    return PlanRow(
+        external_customer_id=skip.external_customer_id,
+        currency=skip.currency,
+        billing_entity_code=skip.billing_entity_code,
+        amount_cents=skip.amount_cents,
+        invoice_count=skip.invoice_count,
+        policy=None,
+        kind=DecisionKind.SKIP.value,
+        reason=skip.reason.value,
+        next_eligible_at=None,
+        detail=_skip_detail(skip),
     )
 
 
 def _malformed_record(item: Malformed, now: datetime) -> DecisionRecord:
     return DecisionRecord(
-        external_customer_id=item.external_customer_id or UNKNOWN,
+        external_customer_id=(item.external_customer_id or UNKNOWN)[:255],
         currency="---",
         billing_entity_code=None,
         policy=None,

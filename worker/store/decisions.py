@@ -26,6 +26,8 @@ class DecisionRecord:
     next_eligible_at: datetime | None
     decided_at: datetime
     intent_id: int | None = None
+    policy_version: str | None = None
+    policy_hash: str | None = None
 
 
 _BATCH = 1000

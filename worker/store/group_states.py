@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from worker.store._dialect import insert_for
+from worker.store.controls import active_pause_clause
 from worker.store.intents import open_group_keys
 from worker.store.keys import make_group_key
 from worker.store.models import CustomerControl, GroupStateRow
@@ -42,6 +43,7 @@ class StoredGroupState:
     last_dunned_invoice_ids: tuple[str, ...] = ()
     paused: bool = False
     open_intent: bool = False
+    hold_until: datetime | None = None
 
     @property
     def exhaustion_handled(self) -> bool:
@@ -49,12 +51,13 @@ class StoredGroupState:
 
 
 def load_group_states(
-    session: Session, *, groups: Iterable[GroupRef]
+    session: Session, *, groups: Iterable[GroupRef], now: datetime | None = None
 ) -> dict[str, StoredGroupState]:
     """The state of every group in `groups`, keyed by group key (defaults for unknown groups).
 
     A handful of queries whatever the number of groups: rows, paused customers and open
-    intents are each read with chunked IN lists.
+    intents are each read with chunked IN lists. With `now`, a hold that ended before `now`
+    no longer pauses (without `now`, every pause row counts, with its end in `hold_until`).
     """
     refs = {ref.key: ref for ref in groups}
     keys = sorted(refs)
@@ -64,17 +67,15 @@ def load_group_states(
         chunk = keys[start : start + _IN_CHUNK]
         for row in session.scalars(select(GroupStateRow).where(GroupStateRow.group_key.in_(chunk))):
             rows[row.group_key] = row
-    paused: set[str] = set()
+    paused: dict[str, datetime | None] = {}
     for start in range(0, len(customers), _IN_CHUNK):
         chunk = customers[start : start + _IN_CHUNK]
-        paused.update(
-            session.scalars(
-                select(CustomerControl.external_customer_id).where(
-                    CustomerControl.external_customer_id.in_(chunk),
-                    CustomerControl.paused.is_(True),
-                )
-            )
+        query = select(CustomerControl.external_customer_id, CustomerControl.paused_until).where(
+            CustomerControl.external_customer_id.in_(chunk),
+            CustomerControl.paused.is_(True) if now is None else active_pause_clause(now),
         )
+        for customer, until in session.execute(query):
+            paused[customer] = until
     open_keys = open_group_keys(session, group_keys=keys)
     states: dict[str, StoredGroupState] = {}
     for key, ref in refs.items():
@@ -86,6 +87,7 @@ def load_group_states(
             last_dunned_invoice_ids=tuple(stored.last_dunned_invoice_ids or ()) if stored else (),
             paused=ref.external_customer_id in paused,
             open_intent=key in open_keys,
+            hold_until=paused.get(ref.external_customer_id),
         )
     return states
 

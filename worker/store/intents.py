@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from worker.store._dialect import insert_for
+from worker.store.controls import active_pause_clause
 from worker.store.db import write_tx
 from worker.store.keys import make_dedupe_key, make_group_key
 from worker.store.models import OPEN_INTENT_STATUSES, OUTCOMES, CustomerControl
@@ -48,8 +49,8 @@ class ClaimedIntent:
     """An intent this worker now holds under a lease.
 
     `earlier_post_started_at` is set when an earlier try may have reached Lago (a POST that
-    timed out, or a worker that died after claiming): reconcile before sending again.
-    `post_started_at` is the (earliest) instant since which a POST may have been made.
+    timed out, or a worker that died after its POST started): reconcile before sending again.
+    A claim does not stamp `post_started_at`: `mark_post_started` does, just before the POST.
     """
 
     id: int
@@ -64,7 +65,6 @@ class ClaimedIntent:
     attempt_number: int
     lease_owner: str
     lease_expires_at: datetime
-    post_started_at: datetime
     earlier_post_started_at: datetime | None
     tries: int
     ambiguous_tries: int
@@ -89,6 +89,8 @@ def add_intent(
     attempt_number: int,
     now: datetime,
     next_attempt_at: datetime | None = None,
+    policy_version: str | None = None,
+    policy_hash: str | None = None,
 ) -> int | None:
     """Insert a pending intent; return its id, or None if it already exists.
 
@@ -104,6 +106,8 @@ def add_intent(
         email=email,
         policy=policy,
         attempt_number=attempt_number,
+        policy_version=policy_version,
+        policy_hash=policy_hash,
     )
     inserted = add_intents(
         session, run_id=run_id, intents=[new], now=now, next_attempt_at=next_attempt_at
@@ -118,10 +122,10 @@ def _due(now: datetime) -> Any:
     )
 
 
-def _not_paused() -> Any:
+def _not_paused(now: datetime) -> Any:
     paused = select(CustomerControl.external_customer_id).where(
         CustomerControl.external_customer_id == Intent.external_customer_id,
-        CustomerControl.paused.is_(True),
+        active_pause_clause(now),
     )
     return not_(paused.exists())
 
@@ -138,16 +142,17 @@ def claim_intents(
     """Claim up to `limit` due intents (pending and due, or `sending` with an expired lease).
 
     Runs and commits its own short write transaction. Intents of paused customers are not
-    claimed. A claimed row gets `status='sending'`, the lease, `tries + 1`, and
-    `post_started_at` (kept if already set: that earlier try may have reached Lago). Taking
-    over an expired lease counts as an ambiguous try: its holder died mid-flight.
+    claimed. A claimed row gets `status='sending'`, the lease and `tries + 1`; its
+    `post_started_at` is left as it is (set only when a POST starts: `mark_post_started`).
+    Taking over an expired lease counts as an ambiguous try only if its holder had started
+    the POST (it died mid-flight); a holder that died before is no unknown outcome.
     """
     if limit < 1 or (intent_ids is not None and not intent_ids):
         return []
     lease_expires_at = now + timedelta(seconds=lease_seconds)
     query = (
         select(Intent)
-        .where(_due(now), _not_paused())
+        .where(_due(now), _not_paused(now))
         .order_by(Intent.next_attempt_at, Intent.id)
         .limit(limit)
         # PostgreSQL: lock the batch, skipping rows another claimer holds. SQLite renders
@@ -167,10 +172,12 @@ def claim_intents(
                 status="sending",
                 lease_owner=owner,
                 lease_expires_at=lease_expires_at,
-                post_started_at=func.coalesce(Intent.post_started_at, _utc(now)),
                 tries=Intent.tries + 1,
                 ambiguous_tries=Intent.ambiguous_tries
-                + case((Intent.status == "sending", 1), else_=0),
+                + case(
+                    (and_(Intent.status == "sending", Intent.post_started_at.is_not(None)), 1),
+                    else_=0,
+                ),
                 updated_at=now,
             )
             .execution_options(synchronize_session=False)
@@ -189,10 +196,10 @@ def claim_intents(
                 attempt_number=row.attempt_number,
                 lease_owner=owner,
                 lease_expires_at=lease_expires_at,
-                post_started_at=row.post_started_at or now,
                 earlier_post_started_at=row.post_started_at,
                 tries=row.tries + 1,
-                ambiguous_tries=row.ambiguous_tries + (1 if row.status == "sending" else 0),
+                ambiguous_tries=row.ambiguous_tries
+                + (1 if row.status == "sending" and row.post_started_at is not None else 0),
                 lease_was_expired=row.status == "sending",
             )
             for row in rows
@@ -283,9 +290,23 @@ def record_blocked(
 
 
 def record_needs_review(
-    session: Session, *, intent_id: int, owner: str, now: datetime, error_code: str, reason: str
+    session: Session,
+    *,
+    intent_id: int,
+    owner: str,
+    now: datetime,
+    error_code: str,
+    reason: str,
+    lago_payment_request_id: str | None = None,
+    lago_invoice_ids: Iterable[str] | None = None,
 ) -> bool:
-    """Too many unknown outcomes: stop retrying and let a human decide."""
+    """Stop retrying and let a human decide: too many unknown outcomes, or a payment request
+    in Lago we cannot explain (then its id and invoices are kept, for the human)."""
+    extra: dict[str, Any] = {}
+    if lago_payment_request_id is not None:
+        extra["lago_payment_request_id"] = lago_payment_request_id
+    if lago_invoice_ids is not None:
+        extra["lago_invoice_ids"] = sorted(set(lago_invoice_ids))
     return _record_final(
         session,
         intent_id=intent_id,
@@ -294,6 +315,7 @@ def record_needs_review(
         status="needs_review",
         last_error_code=error_code,
         last_error=_one_line(reason),
+        **extra,
     )
 
 
@@ -327,6 +349,52 @@ def reschedule(
     if count_ambiguous:
         values["ambiguous_tries"] = Intent.ambiguous_tries + 1
     return _update_leased(session, intent_id, owner, **values)
+
+
+def mark_post_started(
+    session: Session, *, owner: str, intent_ids: Collection[int], now: datetime
+) -> set[int]:
+    """Stamp `post_started_at` on intents whose POST is about to start; return the ids stamped
+    (those `owner` still holds). From here on a crash is an unknown outcome for exactly these
+    intents, and the next holder reconciles before it sends again."""
+    stamped: set[int] = set()
+    for chunk in _chunks(sorted(set(intent_ids))):
+        stamped.update(
+            session.scalars(
+                update(Intent)
+                .where(
+                    Intent.id.in_(chunk), Intent.status == "sending", Intent.lease_owner == owner
+                )
+                .values(post_started_at=func.coalesce(Intent.post_started_at, _utc(now)))
+                .returning(Intent.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+    return stamped
+
+
+def release_unstarted(
+    session: Session, *, owner: str, intent_ids: Collection[int], now: datetime
+) -> set[int]:
+    """Give back claimed intents whose POST never started (a run that stops early): pending
+    again and due now, as if never claimed. Returns the ids released."""
+    released: set[int] = set()
+    for chunk in _chunks(sorted(set(intent_ids))):
+        released.update(
+            session.scalars(
+                update(Intent)
+                .where(
+                    Intent.id.in_(chunk),
+                    Intent.status == "sending",
+                    Intent.lease_owner == owner,
+                    Intent.post_started_at.is_(None),
+                )
+                .values(status="pending", next_attempt_at=now, **_release(now))
+                .returning(Intent.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+    return released
 
 
 def restart_post_window(session: Session, *, intent_id: int, owner: str, now: datetime) -> bool:
@@ -380,7 +448,7 @@ def due_intent_ids(session: Session, *, now: datetime, limit: int = 1000) -> lis
     return list(
         session.scalars(
             select(Intent.id)
-            .where(_due(now), _not_paused())
+            .where(_due(now), _not_paused(now))
             .order_by(Intent.next_attempt_at, Intent.id)
             .limit(limit)
         )
@@ -446,6 +514,8 @@ class NewIntent:
     email: str | None
     policy: str | None
     attempt_number: int
+    policy_version: str | None = None
+    policy_hash: str | None = None
 
     @property
     def group_key(self) -> str:
@@ -485,6 +555,8 @@ def add_intents(
                 "amount_cents": new.amount_cents,
                 "email": new.email,
                 "policy": new.policy,
+                "policy_version": new.policy_version,
+                "policy_hash": new.policy_hash,
                 "attempt_number": new.attempt_number,
                 "dedupe_key": new.dedupe_key,
                 "status": "pending",

@@ -36,7 +36,7 @@ NAMING_CONVENTION: Final = {
 }
 
 RUN_TRIGGERS: Final = ("beat", "cli", "celery", "api")
-RUN_STATUSES: Final = ("running", "succeeded", "failed", "blocked")
+RUN_STATUSES: Final = ("running", "succeeded", "failed", "blocked", "abandoned")
 INTENT_STATUSES: Final = (
     "pending",  # waiting to be sent (first time, or again after a retryable outcome)
     "sending",  # claimed by a worker under a lease
@@ -73,6 +73,8 @@ class SweepRun(Base):
     slot: Mapped[str | None] = mapped_column(String(64), unique=True)
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    # Stamped every few seconds while the sweep runs; a stale one means the run died.
+    heartbeat_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16), default="running")
     policy_version: Mapped[str | None] = mapped_column(String(64))
     invoices_seen: Mapped[int] = mapped_column(Integer, default=0)
@@ -118,6 +120,9 @@ class PaymentRequestIntent(Base):
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     email: Mapped[str | None] = mapped_column(String(320))
     policy: Mapped[str | None] = mapped_column(String(255))
+    # The policy's `version` label and the hash of the policy file that decided (0007).
+    policy_version: Mapped[str | None] = mapped_column(String(32))
+    policy_hash: Mapped[str | None] = mapped_column(String(64))
     attempt_number: Mapped[int] = mapped_column(Integer)
     dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
     status: Mapped[str] = mapped_column(String(16), default="pending")
@@ -160,7 +165,8 @@ class GroupStateRow(Base):
 
 
 class CustomerControl(Base):
-    """Operators' switches per customer (`dunning pause|resume`)."""
+    """Operators' switches per customer (`dunning pause|resume`). A pause with
+    `paused_until` is a hold that ends by itself at that instant."""
 
     __tablename__ = "customer_controls"
 
@@ -168,6 +174,7 @@ class CustomerControl(Base):
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime]
+    paused_until: Mapped[datetime | None]
 
 
 class DecisionRow(Base):
@@ -185,6 +192,8 @@ class DecisionRow(Base):
     currency: Mapped[str] = mapped_column(String(3))
     billing_entity_code: Mapped[str | None] = mapped_column(String(255))
     policy: Mapped[str | None] = mapped_column(String(255))
+    policy_version: Mapped[str | None] = mapped_column(String(32))
+    policy_hash: Mapped[str | None] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(Text)
@@ -195,6 +204,51 @@ class DecisionRow(Base):
     intent_id: Mapped[int | None] = mapped_column(
         ForeignKey("payment_request_intents.id", ondelete="SET NULL")
     )
+
+
+class PolicyFile(Base):
+    """Each policy file a sweep ran with, by hash: in-flight groups are held to the schedule
+    of the version their cycle started under."""
+
+    __tablename__ = "policy_files"
+
+    version_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(1000))
+    body: Mapped[str] = mapped_column(Text)
+    first_seen_at: Mapped[datetime]
+
+
+class HoldoutEntry(Base):
+    """A group the policy would have dunned but held out, from the first holdout decision
+    until its invoices settle (one open entry per group); the report's comparison arm."""
+
+    __tablename__ = "holdout_entries"
+    __table_args__ = (
+        Index(
+            "uq_holdout_entries_open_group",
+            "group_key",
+            unique=True,
+            sqlite_where=text("resolved_at IS NULL"),
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
+        Index("ix_holdout_entries_customer", "external_customer_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    group_key: Mapped[str] = mapped_column(String(600))
+    external_customer_id: Mapped[str] = mapped_column(String(255))
+    currency: Mapped[str] = mapped_column(String(3))
+    billing_entity_code: Mapped[str | None] = mapped_column(String(255))
+    policy: Mapped[str | None] = mapped_column(String(255))
+    policy_version: Mapped[str | None] = mapped_column(String(32))
+    policy_hash: Mapped[str | None] = mapped_column(String(64))
+    invoice_ids: Mapped[list[str]] = mapped_column(PortableJSON)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    entered_at: Mapped[datetime]
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    recovered_cents: Mapped[int | None] = mapped_column(BigInteger)
+    resolved_at: Mapped[datetime | None]
+    last_checked_at: Mapped[datetime | None]
 
 
 class WebhookEvent(Base):

@@ -44,7 +44,13 @@ def start_run(
 ) -> int:
     """Insert a `running` sweep run and return its id."""
     _check_trigger(trigger)
-    run = SweepRun(trigger=trigger, started_at=now, status="running", policy_version=policy_version)
+    run = SweepRun(
+        trigger=trigger,
+        started_at=now,
+        heartbeat_at=now,
+        status="running",
+        policy_version=policy_version,
+    )
     session.add(run)
     session.flush()
     return run.id
@@ -69,6 +75,7 @@ def claim_tick_slot(
             trigger=trigger,
             slot=slot,
             started_at=now,
+            heartbeat_at=now,
             status="running",
             policy_version=policy_version,
             invoices_seen=0,
@@ -195,6 +202,37 @@ def settle_send_figures(session: Session, *, run_id: int) -> SendFigures | None:
         )
     )
     return figures if getattr(changed, "rowcount", 0) == 1 else None
+
+
+def heartbeat(session: Session, *, run_id: int, now: datetime) -> None:
+    """The run is alive at `now`."""
+    session.execute(
+        update(SweepRun)
+        .where(SweepRun.id == run_id, SweepRun.status == "running")
+        .values(heartbeat_at=now)
+    )
+
+
+def mark_abandoned(session: Session, *, now: datetime, silent_since: datetime) -> list[int]:
+    """Runs still `running` whose last heartbeat (or start) is before `silent_since` died
+    without finishing: mark them `abandoned`. Returns their ids."""
+    last_sign = func.coalesce(SweepRun.heartbeat_at, SweepRun.started_at)
+    dead = list(
+        session.scalars(
+            select(SweepRun.id).where(SweepRun.status == "running", last_sign < silent_since)
+        )
+    )
+    if dead:
+        session.execute(
+            update(SweepRun)
+            .where(SweepRun.id.in_(dead))
+            .values(
+                status="abandoned",
+                finished_at=now,
+                error=f"abandoned: no heartbeat since before {silent_since.isoformat()}",
+            )
+        )
+    return dead
 
 
 def get_run(session: Session, run_id: int) -> SweepRun | None:

@@ -1,7 +1,7 @@
 """Overdue ageing per sweep, and the send figures of a run on its row.
 
 Revision ID: 0006_overdue_ageing
-Revises: 0003_outcome_checks
+Revises: 0007_policy_versions (chained after it when main was merged in)
 Create Date: 2026-12-01
 
 - `overdue_snapshots` / `overdue_ageing`: what a full sweep's listing showed as overdue, per
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_overdue_ageing"
-down_revision: str | None = "0003_outcome_checks"
+down_revision: str | None = "0007_policy_versions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
