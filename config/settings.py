@@ -258,7 +258,12 @@ def database_url_problem(url: str) -> str | None:
             "is not a database URL (sqlite:///PATH or postgresql+psycopg://...); "
             + _PERCENT_ENCODE_HINT
         )
-    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    backend = parsed.get_backend_name()
+    if backend == "postgres":
+        return "postgres:// is not a SQLAlchemy URL scheme: write postgresql+psycopg://..."
+    # The driver name is asked only of known backends (for others SQLAlchemy would try to
+    # load a dialect plugin).
+    driver = parsed.get_driver_name() if backend in ("sqlite", "postgresql") else None
     if (backend, driver) not in {("sqlite", "pysqlite"), ("postgresql", "psycopg")}:
         return (
             "unsupported database; use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DB"

@@ -282,18 +282,7 @@ class LagoApi:
             raise validation_failed(errors)
         assert isinstance(amount, int)
         assert isinstance(reference, str)
-        payment, receipt, status_changed = state.store.add_manual_payment(
-            invoice, amount, reference, paid_at
-        )
-        if status_changed:
-            state.webhooks.send(
-                "invoice.payment_status_updated",
-                "invoice",
-                {**state.store.invoice_object(invoice), "fees": []},
-            )
-        state.webhooks.send(
-            "payment_receipt.created", "payment_receipt", receipt_object(state.store, receipt)
-        )
+        payment = state.pay_invoice(invoice, amount, reference=reference, paid_at=paid_at)
         return json_response({"payment": payment_object(payment)})
 
     # -- customers and webhooks --------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from sandbox.autopay import AutopaySettings, AutopaySettingsError
 from sandbox.dataset import DataError
 from sandbox.faults import FaultSettings, FaultSettingsError
 from sandbox.generator import GeneratorSpec
@@ -27,7 +28,10 @@ def sandbox_command(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
     api_key: Annotated[
-        str, typer.Option(help="Bearer key clients must send.", show_default=False)
+        str,
+        typer.Option(
+            help="Bearer key clients must send.", envvar="SANDBOX_API_KEY", show_default=False
+        ),
     ] = DEFAULT_API_KEY,
     data: Annotated[
         Path | None, typer.Option(help="JSON file with {customers, invoices} in Lago's shapes.")
@@ -82,6 +86,16 @@ def sandbox_command(
     webhook_hmac_key: Annotated[
         str | None, typer.Option(help="HMAC key for --webhook-algo hmac.", show_default=False)
     ] = None,
+    pay_rate: Annotated[
+        float,
+        typer.Option(help="Share of payment requests their customer pays on their own, later."),
+    ] = 0.0,
+    pay_delay_min: Annotated[
+        float, typer.Option(help="Such a customer pays at least this many seconds after.")
+    ] = 20.0,
+    pay_delay_max: Annotated[
+        float, typer.Option(help="... and at most this many seconds after.")
+    ] = 120.0,
 ) -> None:
     """Run a local stand-in for Lago's API (invoices, payment requests, payments, webhooks)."""
     options = build_options(
@@ -109,6 +123,7 @@ def sandbox_command(
         webhook_url=webhook_url,
         webhook_algo=webhook_algo,
         webhook_hmac_key=webhook_hmac_key,
+        autopay={"rate": pay_rate, "min_delay_s": pay_delay_min, "max_delay_s": pay_delay_max},
     )
     if not 0 <= port <= 65535:
         raise _fail(f"--port must be between 0 and 65535, got {port}")
@@ -133,6 +148,7 @@ def build_options(
     webhook_url: str | None,
     webhook_algo: str,
     webhook_hmac_key: str | None,
+    autopay: dict[str, float] | None = None,
 ) -> SandboxOptions:
     """Validate flags into options; raises typer.Exit(2) with a one-line error."""
     if not api_key:
@@ -146,6 +162,10 @@ def build_options(
     try:
         fault_settings = FaultSettings(**faults)  # type: ignore[arg-type]
     except FaultSettingsError as exc:
+        raise _fail(f"--{str(exc).replace('_', '-')}") from None
+    try:
+        autopay_settings = AutopaySettings(**(autopay or {}), seed=seed)
+    except AutopaySettingsError as exc:
         raise _fail(f"--{str(exc).replace('_', '-')}") from None
     if webhook_algo not in ("jwt", "hmac"):
         raise _fail(f"--webhook-algo must be jwt or hmac, got {webhook_algo!r}")
@@ -179,6 +199,7 @@ def build_options(
             algorithm="hmac" if webhook_algo == "hmac" else "jwt",
             hmac_key=webhook_hmac_key or "",
         ),
+        autopay=autopay_settings,
     )
     if isinstance(source, Path):
         try:

@@ -8,12 +8,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from sandbox.autopay import Autopay, AutopaySettings
 from sandbox.dataset import build_dataset, load_data_file
 from sandbox.errors import ApiError, not_allowed, not_found
 from sandbox.faults import FaultInjector, FaultSettings
 from sandbox.generator import GeneratorSpec, generate_document
-from sandbox.model import Dataset, Invoice, JsonObject, PaymentRequest
-from sandbox.serializers import payment_request_object
+from sandbox.model import Dataset, Invoice, JsonObject, Payment, PaymentRequest
+from sandbox.serializers import payment_request_object, receipt_object
 from sandbox.store import Store
 from sandbox.webhooks import RsaKeyPair, WebhookConfig, WebhookSender
 
@@ -30,6 +31,7 @@ class SandboxOptions:
     today: date | None = None
     faults: FaultSettings = field(default_factory=FaultSettings)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
+    autopay: AutopaySettings = field(default_factory=AutopaySettings)
     organization_id: str = "8f5a0d0e-2d35-4c37-9c35-0d7c0f6a1b2c"
 
 
@@ -56,6 +58,7 @@ class SandboxState:
         self.stats_generation = 0
         self.webhooks = WebhookSender(RsaKeyPair(), options.organization_id)
         self.webhooks.config = _copy_webhook_config(options.webhook)
+        self.autopay = Autopay(options.autopay)
 
     def reset_stats(self) -> None:
         self.stats.clear()
@@ -124,7 +127,24 @@ class SandboxState:
         self.webhooks.send(
             "payment_request.created", "payment_request", payment_request_object(store, request)
         )
+        self.autopay.schedule(self, request)
         return request
+
+    # -- payments (lago-api Payments::ManualCreateService) -------------------------------
+
+    def pay_invoice(
+        self, invoice: Invoice, amount_cents: int, *, reference: str, paid_at: str | None = None
+    ) -> Payment:
+        """A manual payment on `invoice`, with the webhooks Lago sends for it."""
+        payment, receipt, status_changed = self.store.add_manual_payment(
+            invoice, amount_cents, reference, paid_at
+        )
+        if status_changed:
+            self._invoice_webhook("invoice.payment_status_updated", invoice)
+        self.webhooks.send(
+            "payment_receipt.created", "payment_receipt", receipt_object(self.store, receipt)
+        )
+        return payment
 
     # -- invoices --------------------------------------------------------------------------
 

@@ -18,11 +18,14 @@ from celery import Task, shared_task
 
 from tasks.runtime import get_runtime
 from tasks.slots import tick_slot
-from worker.lago.errors import FeatureUnavailableError, LagoError
+from worker.lago.errors import FeatureUnavailableError, LagoError, LagoUnauthorizedError
 from worker.logging import get_logger
+from worker.services.instance import HaltCode, record_halt
 from worker.services.reconcile_outcomes import reconcile_outcomes
 from worker.services.recover_intents import recover_intents
-from worker.services.send_payment_request import SendStatus
+from worker.services.run_sends import settle_run_of, settle_runs_touched_since
+from worker.services.runtime import Runtime
+from worker.services.send_payment_request import SendOutcome, SendStatus
 from worker.services.send_payment_request import send_payment_request as send_service
 from worker.services.sweep import run_sweep
 from worker.store.errors import StoreError
@@ -84,6 +87,23 @@ def _enqueue_sends(task: Task, intent_ids: list[int]) -> None:
         task.app.send_task(SEND_PAYMENT_REQUEST, args=[intent_id])
 
 
+def halt(rt: Runtime, code: HaltCode) -> None:
+    """Nothing can succeed until an operator acts: ask `dunning run` (if it supervises this
+    worker) to stop with one line. A worker run on its own just logs it."""
+    record_halt(rt.settings.data_dir, code)
+
+
+def _halt_for(rt: Runtime, outcome: SendOutcome | None) -> None:
+    if outcome is None:
+        return
+    if outcome.status is SendStatus.BLOCKED:
+        warn_licence_once(outcome.detail)
+        halt(rt, "licence_missing")
+    elif outcome.stops_run:
+        log.error("lago_api_key_rejected", intent_id=outcome.intent_id, hint="check LAGO_API_KEY")
+        halt(rt, "api_key_rejected")
+
+
 @stable_task(SWEEP)
 def sweep(self: Task, trigger: str = "celery", customer: str | None = None) -> dict[str, Any]:
     """Plan one sweep and fan out one send per created intent. Beat-triggered runs own their
@@ -100,13 +120,18 @@ def sweep(self: Task, trigger: str = "celery", customer: str | None = None) -> d
         )
     except FeatureUnavailableError as exc:
         warn_licence_once(str(exc))
+        halt(rt, "licence_missing")
         return {"status": "blocked", "slot": slot}
     except EXPECTED_ERRORS as exc:
         log.error("sweep_failed", trigger=trigger, slot=slot, error=str(exc))
+        if isinstance(exc, LagoUnauthorizedError):
+            halt(rt, "api_key_rejected")
         raise
     if not summary.slot_taken:
         return {"status": "slot_taken", "slot": slot}
     _enqueue_sends(self, summary.intent_ids)
+    if summary.intent_ids:
+        log.info("sweep.sends_enqueued", run_id=summary.run_id, sends=len(summary.intent_ids))
     return {"status": "done", "slot": slot, "run_id": summary.run_id, "intents": summary.intent_ids}
 
 
@@ -129,8 +154,7 @@ def send_payment_request(self: Task, intent_id: int) -> str:
     except EXPECTED_ERRORS as exc:
         log.error("send_failed", intent_id=intent_id, error=str(exc))
         raise
-    if outcome.status is SendStatus.BLOCKED:
-        warn_licence_once(outcome.detail)
+    _halt_for(rt, outcome)
     log.info(
         "send_finished",
         intent_id=outcome.intent_id,
@@ -140,6 +164,7 @@ def send_payment_request(self: Task, intent_id: int) -> str:
         detail=outcome.detail,
         posted=outcome.posted,
     )
+    settle_run_of(rt.engine, outcome.intent_id)
     return outcome.status.value
 
 
@@ -150,6 +175,7 @@ def reconcile(self: Task) -> dict[str, Any]:
     before it POSTs). Then check the outcomes of sent requests (paid? reset the counters)."""
     rt = get_runtime()
     settings = rt.settings
+    started = rt.clock()
     try:
         summary = recover_intents(
             engine=rt.engine,
@@ -165,8 +191,9 @@ def reconcile(self: Task) -> dict[str, Any]:
     except EXPECTED_ERRORS as exc:
         log.error("reconcile_failed", error=str(exc))
         raise
-    if summary.stopped_by is not None and summary.stopped_by.status is SendStatus.BLOCKED:
-        warn_licence_once(summary.stopped_by.detail)
+    _halt_for(rt, summary.stopped_by)
+    if summary.due:
+        settle_runs_touched_since(rt.engine, started)
     by_status = {str(status): count for status, count in summary.by_status.items()}
     if summary.due:
         log.info("reconcile_finished", due=summary.due, posts=summary.posts, by_status=by_status)

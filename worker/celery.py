@@ -16,12 +16,14 @@ Two broker shapes, same code path:
 from __future__ import annotations
 
 import logging
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import structlog
 from celery import Celery, signals
+from celery.exceptions import SecurityWarning
 from celery.schedules import crontab
 
 from config import Settings, SettingsError, load_settings
@@ -55,6 +57,11 @@ SWEEP_MESSAGE_EXPIRES_S = 900
 
 #: How often the embedded `filesystem://` broker looks for new messages.
 FILESYSTEM_POLL_INTERVAL_S = 0.1
+
+#: Libraries whose lines say nothing to an operator of this worker. kombu warns "No hostname
+#: was supplied" for every `filesystem://` connection (a URL without a host is how that
+#: transport is named).
+QUIET_LOGGERS = {"alembic.runtime.migration": logging.WARNING, "kombu.connection": logging.ERROR}
 
 REDIS_KEY_PREFIX = "dunning:"
 REDBEAT_KEY_PREFIX = "dunning:redbeat:"  # RedBeat appends ":lock", ":schedule", entry names
@@ -204,9 +211,19 @@ def celery_config(settings: Settings, *, cron: str | None) -> dict[str, Any]:
     return conf
 
 
+def quiet_libraries() -> None:
+    """Silence, at their loggers, library lines that say nothing to an operator of this
+    worker; and Celery's warning against running as root, which is about pickle: this app
+    accepts JSON only (`accept_content`), so Celery's own refusal never applies."""
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    warnings.filterwarnings("ignore", category=SecurityWarning)
+
+
 def create_app(settings: Settings, *, cron: str | None, set_as_current: bool = True) -> Celery:
     """A configured Celery app for `settings`; `cron` is the sweep cadence (None: no beat
     schedule, e.g. an app that only sends tasks by name)."""
+    quiet_libraries()
     app = Celery("dunning", include=["tasks.dunning"], set_as_current=set_as_current)
     app.conf.update(celery_config(settings, cron=cron))
     app.conf.task_annotations = {
@@ -254,16 +271,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-#: Libraries whose INFO lines say nothing to an operator of this worker.
-QUIET_LOGGERS = {"alembic.runtime.migration": logging.WARNING, "kombu.connection": logging.ERROR}
-
-
 def _configure_logging(**_: Any) -> None:
     from worker.logging import configure_logging
 
     configure_logging(_booted_app()[0])
-    for name, level in QUIET_LOGGERS.items():
-        logging.getLogger(name).setLevel(level)
+    quiet_libraries()
 
 
 def _bind_task_context(task_id: str | None = None, task: Any = None, **_: Any) -> None:

@@ -8,12 +8,13 @@ from typing import Any
 
 import jsonschema
 import pytest
+from sqlalchemy.engine import make_url
 
 from config.settings import Settings, load_settings
 from tests.deploy.conftest import ROOT
 from worker.celery import celery_config, create_app
 
-APP_SERVICES = ("migrate", "worker", "beat", "sandbox", "flower")
+APP_SERVICES = ("migrate", "worker", "beat", "serve", "sandbox", "flower")
 INTERPOLATION = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::?[-?+][^}]*)?\}")
 
 
@@ -46,7 +47,9 @@ def test_schema_rejects_a_broken_file(compose: dict[str, Any]) -> None:
 
 
 def test_every_service_is_there(services: dict[str, Any]) -> None:
-    assert set(services) == {"postgres", "redis", "migrate", "worker", "beat", "sandbox", "flower"}
+    assert set(services) == {
+        "postgres", "redis", "migrate", "worker", "beat", "serve", "sandbox", "flower"
+    }  # fmt: skip
 
 
 def test_postgres_is_checked_with_pg_isready(services: dict[str, Any]) -> None:
@@ -73,7 +76,7 @@ def test_migrate_is_a_one_shot_upgrade_after_postgres(services: dict[str, Any]) 
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
-@pytest.mark.parametrize("name", ["worker", "beat"])
+@pytest.mark.parametrize("name", ["worker", "beat", "serve"])
 def test_worker_and_beat_wait_for_healthy_stores_and_the_migration(
     services: dict[str, Any], name: str
 ) -> None:
@@ -85,7 +88,7 @@ def test_worker_and_beat_wait_for_healthy_stores_and_the_migration(
 
 def test_exactly_one_beat_and_no_embedded_beat_in_workers(services: dict[str, Any]) -> None:
     beat = services["beat"]
-    assert _command(beat).startswith("celery -A worker beat")
+    assert _command(beat).startswith("celery -A worker --quiet beat")
     assert beat["deploy"]["replicas"] == 1
     beats = [n for n, svc in services.items() if "command" in svc and " beat" in _command(svc)]
     assert beats == ["beat"]
@@ -129,12 +132,19 @@ def test_application_services_share_one_image_built_from_the_dockerfile(
     assert builds == {json.dumps({"context": ".", "dockerfile": "Dockerfile"}, sort_keys=True)}
 
 
-@pytest.mark.parametrize("variable", ["LAGO_API_URL", "LAGO_API_KEY", "POSTGRES_PASSWORD"])
+@pytest.mark.parametrize("variable", ["LAGO_API_KEY", "POSTGRES_PASSWORD"])
 def test_required_variables_fail_fast_with_a_message(
     compose: dict[str, Any], variable: str
 ) -> None:
     text = " ".join(_flat_strings(compose))
     assert re.search(r"\$\{" + variable + r":\?[^}]+\}", text), variable
+
+
+def test_an_empty_lago_url_means_the_bundled_sandbox(services: dict[str, Any]) -> None:
+    assert (
+        services["worker"]["environment"]["LAGO_API_URL"] == "${LAGO_API_URL:-http://sandbox:8765}"
+    )
+    assert "--port 8765" in _command(services["sandbox"])
 
 
 def test_no_literal_secrets(services: dict[str, Any]) -> None:
@@ -145,7 +155,7 @@ def test_no_literal_secrets(services: dict[str, Any]) -> None:
                 assert str(value).startswith("${"), f"{name}.{key} is a literal"
         for value in _flat_strings(env):
             if "://" in value and "@" in value:
-                assert "${POSTGRES_PASSWORD" in value, f"{name}: credentials in a URL"
+                assert make_url(value).password is None, f"{name}: a password in a URL"
 
 
 def test_application_environment_names_real_settings(services: dict[str, Any]) -> None:
@@ -155,7 +165,7 @@ def test_application_environment_names_real_settings(services: dict[str, Any]) -
         if isinstance(field.validation_alias, str)
     }
     env = services["worker"]["environment"]
-    assert set(env) <= known
+    assert set(env) - {"PGPASSWORD"} <= known  # PGPASSWORD: read by PostgreSQL's client
     required = {"DUNNING_DATABASE_URL", "DUNNING_BROKER_URL", "LAGO_API_URL", "LAGO_API_KEY"}
     assert required <= set(env)
     assert env["DUNNING_BROKER_URL"].startswith("redis://redis:")

@@ -324,3 +324,29 @@ def test_a_key_that_cannot_be_a_header_is_refused_when_the_client_is_built(key: 
         LagoClient("http://lago.test", SecretStr(key))
     assert "secret" not in str(caught.value)
     assert "sécret" not in str(caught.value)
+
+
+def test_every_error_survives_pickling_with_its_fields() -> None:
+    """Celery pickles a failed task's error; keyword-only constructors must not defeat it."""
+    import pickle
+
+    from worker.lago.errors import LagoAmbiguousError, LagoConnectionError, LagoUnprocessableError
+
+    status = LagoUnprocessableError(
+        "invalid", endpoint="POST /x", status=422, code="validation_errors",
+        error_details={"email": ["invalid"]},
+    )  # fmt: skip
+    ambiguous = LagoAmbiguousError(
+        "unknown", endpoint="POST /x", cause=LagoConnectionError("reset", endpoint="POST /x")
+    )
+    for error in (status, ambiguous):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error)
+        assert str(copy) == str(error)
+    copied = pickle.loads(pickle.dumps(status))
+    assert (copied.status, copied.code, dict(copied.error_details)) == (
+        422,
+        "validation_errors",
+        {"email": ["invalid"]},
+    )
+    assert str(pickle.loads(pickle.dumps(ambiguous)).cause) == "POST /x: reset"

@@ -16,7 +16,8 @@ from worker.services.holdout_stats import (
     newcombe,
     wilson,
 )
-from worker.services.report import build_report, holdout_cells, render_html
+from worker.services.report import build_report, holdout_cells
+from worker.services.report_html import render_html
 from worker.store import holdouts, intents
 from worker.store.db import write_tx
 from worker.store.models import PaymentRequestIntent
@@ -121,4 +122,7 @@ def test_report_rows_split_by_policy_version(engine: Engine) -> None:
             row = session.get(PaymentRequestIntent, intent_id)
             row.status, row.sent_at = "sent", T0
     report = build_report(engine, since=None, now=T0)
-    assert [(r.policy, r.version, r.asked) for r in report.rows] == [("p", "1", 1), ("p", "2", 2)]
+    assert [(r.policy, r.version, r.asked) for r in report.recovery.rows] == [
+        ("p", "1", 1),
+        ("p", "2", 2),
+    ]

@@ -1,12 +1,14 @@
-"""`dunning report` figures against a small scenario whose numbers are worked out by hand."""
+"""`dunning report`: the figures in every rendering (terminal, JSON, CSV, HTML) from one ledger
+whose numbers are worked out by hand."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sys
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
-from itertools import count
 from pathlib import Path
 
 import pytest
@@ -14,206 +16,31 @@ import typer
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
+from tests.fixtures.ledger_rows import T0, add_intent_row, report_scenario
 from worker.cli import report_cmd
 from worker.cli.errors import run_cli
-from worker.services.report import build_report, render_html
-from worker.store.db import write_tx
-from worker.store.models import PaymentRequestIntent
+from worker.services.report import FinanceReport, build_report, next_run_at
+from worker.services.report_csv import render_csv
+from worker.services.report_html import render_html
 
-SENT = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
-NOW = datetime(2026, 11, 20, tzinfo=UTC)
-_ids = count(1)
-
-
-def add(
-    engine: Engine,
-    *,
-    policy: str | None,
-    currency: str,
-    attempt: int,
-    amount: int,
-    outcome: str | None,
-    recovered: int | None = None,
-    after: timedelta | None = None,
-    sent_at: datetime = SENT,
-    status: str = "sent",
-) -> None:
-    n = next(_ids)
-    with write_tx(engine) as session:
-        session.add(
-            PaymentRequestIntent(
-                external_customer_id=f"cus_{n}",
-                currency=currency,
-                billing_entity_code=None,
-                group_key=f"cus_{n}|{currency}|-",
-                invoice_ids=[f"inv_{n}"],
-                amount_cents=amount,
-                policy=policy,
-                attempt_number=attempt,
-                dedupe_key=f"key-{n}",
-                status=status,
-                lago_payment_request_id=f"pr_{n}" if status in ("sent", "adopted") else None,
-                tries=1,
-                ambiguous_tries=0,
-                next_attempt_at=sent_at,
-                created_at=sent_at,
-                updated_at=sent_at + (after or timedelta()),
-                sent_at=sent_at if status in ("sent", "adopted") else None,
-                outcome=outcome,
-                recovered_cents=recovered,
-                resolved_at=sent_at + after if after is not None and outcome == "paid" else None,
-            )
-        )
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+NEXT = NOW + timedelta(minutes=5)
 
 
 @pytest.fixture
-def scenario(engine: Engine) -> Engine:
-    h = timedelta(hours=1)
-    # standard / USD / attempt 1: asked 1000+2000+3000+4000 = 10000
-    add(
-        engine,
-        policy="standard",
-        currency="USD",
-        attempt=1,
-        amount=1000,
-        outcome="paid",
-        recovered=1000,
-        after=2 * h,
-    )
-    add(
-        engine,
-        policy="standard",
-        currency="USD",
-        attempt=1,
-        amount=3000,
-        outcome="paid",
-        recovered=3000,
-        after=6 * h,
-    )
-    add(
-        engine,
-        policy="standard",
-        currency="USD",
-        attempt=1,
-        amount=2000,
-        outcome="partially_paid",
-        recovered=500,
-        after=3 * h,
-    )
-    add(engine, policy="standard", currency="USD", attempt=1, amount=4000, outcome="open")
-    # standard / USD / attempt 2: one request of 4000, paid after a day (Nov 3)
-    add(
-        engine,
-        policy="standard",
-        currency="USD",
-        attempt=2,
-        amount=4000,
-        outcome="paid",
-        recovered=4000,
-        after=24 * h,
-    )
-    # standard / EUR / attempt 1: failed
-    add(engine, policy="standard", currency="EUR", attempt=1, amount=5000, outcome="failed")
-    # vip / USD / attempt 1 (adopted counts too): paid after 1 h, 2 h and 10 h
-    add(
-        engine,
-        policy="vip",
-        currency="USD",
-        attempt=1,
-        amount=100,
-        outcome="paid",
-        recovered=100,
-        after=h,
-        status="adopted",
-    )
-    add(
-        engine,
-        policy="vip",
-        currency="USD",
-        attempt=1,
-        amount=200,
-        outcome="paid",
-        recovered=200,
-        after=2 * h,
-    )
-    add(
-        engine,
-        policy="vip",
-        currency="USD",
-        attempt=1,
-        amount=300,
-        outcome="paid",
-        recovered=300,
-        after=10 * h,
-    )
-    # Not reported: sent before --since, still pending, refused.
-    add(
-        engine,
-        policy="vip",
-        currency="USD",
-        attempt=1,
-        amount=999,
-        outcome="paid",
-        recovered=999,
-        after=h,
-        sent_at=SENT - timedelta(days=10),
-    )
-    add(engine, policy="vip", currency="USD", attempt=1, amount=777, outcome=None, status="pending")
-    add(engine, policy="vip", currency="USD", attempt=1, amount=555, outcome=None, status="refused")
+def ledger(engine: Engine) -> Engine:
+    report_scenario(engine, now=NOW)
     return engine
 
 
-SINCE = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-def test_figures_per_policy_currency_and_attempt(scenario: Engine) -> None:
-    report = build_report(scenario, since=SINCE, now=NOW)
-    rows = {(r.policy, r.currency, r.attempt_number): r for r in report.rows}
-    assert set(rows) == {
-        ("standard", "EUR", 1),
-        ("standard", "USD", 1),
-        ("standard", "USD", 2),
-        ("vip", "USD", 1),
-    }
-
-    usd1 = rows["standard", "USD", 1]
-    assert (usd1.asked, usd1.asked_cents, usd1.paid, usd1.partially_paid) == (4, 10000, 2, 1)
-    assert usd1.recovered_cents == 4500  # 1000 + 3000 + 500
-    assert usd1.recovery_rate == 0.45
-    assert usd1.median_time_to_recover_s == 4 * 3600  # median of 2 h and 6 h
-
-    usd2 = rows["standard", "USD", 2]
-    assert (usd2.asked, usd2.paid, usd2.recovered_cents, usd2.recovery_rate) == (1, 1, 4000, 1.0)
-    assert usd2.median_time_to_recover_s == 24 * 3600
-
-    eur = rows["standard", "EUR", 1]
-    assert (eur.asked, eur.paid, eur.recovered_cents, eur.recovery_rate) == (1, 0, 0, 0.0)
-    assert eur.median_time_to_recover_s is None
-
-    vip = rows["vip", "USD", 1]
-    assert (vip.asked, vip.asked_cents, vip.paid, vip.recovered_cents) == (3, 600, 3, 600)
-    assert vip.median_time_to_recover_s == 2 * 3600
-
-
-def test_daily_series_per_currency(scenario: Engine) -> None:
-    report = build_report(scenario, since=SINCE, now=NOW)
-    daily = {(d.day.isoformat(), d.currency): d.recovered_cents for d in report.daily}
-    # Nov 2: 1000 + 3000 + 500 (partial, last update) + 100 + 200 + 300 (vip, 20:00) = 5100
-    # Nov 3: 4000 (attempt 2, after 24 h)
-    assert daily == {("2026-11-02", "USD"): 5100, ("2026-11-03", "USD"): 4000}
-
-
-def test_without_since_everything_sent_counts(scenario: Engine) -> None:
-    report = build_report(scenario, since=None, now=NOW)
-    vip = next(r for r in report.rows if r.policy == "vip")
-    assert (vip.asked, vip.recovered_cents) == (4, 1599)
+def _report(engine: Engine) -> FinanceReport:
+    return build_report(engine, since=None, now=NOW, next_sweep_at=NEXT)
 
 
 class _Checker(HTMLParser):
     """Well-formedness by hand: every non-void element closed in order."""
 
     VOID = frozenset({"meta", "link", "br", "hr", "img", "input", "col", "source", "wbr"})
-    SVG_EMPTY = frozenset({"line", "rect", "path", "circle"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -247,58 +74,79 @@ def check_html(document: str) -> _Checker:
     assert document.startswith("<!DOCTYPE html>")
     assert checker.errors == []
     assert checker.stack == []
-    return checker
-
-
-def test_html_report_is_well_formed_self_contained_and_has_the_chart(scenario: Engine) -> None:
-    document = render_html(build_report(scenario, since=SINCE, now=NOW))
-    checker = check_html(document)
-    names = [tag for tag, _ in checker.tags]
-    assert names.count("svg") == 1  # one currency recovered something: USD
-    assert names.count("rect") == 2  # Nov 2 and Nov 3
-    assert "table" in names
-    # No external assets of any kind.
-    for tag, attrs in checker.tags:
+    for tag, attrs in checker.tags:  # self-contained: no external asset of any kind
         assert tag not in ("script", "link", "img", "iframe")
         for name in ("src", "href"):
             assert name not in attrs, (tag, attrs)
+    return checker
+
+
+def test_the_html_page_has_every_figure_and_both_charts(ledger: Engine) -> None:
+    checker = check_html(render_html(_report(ledger)))
     text = " ".join(checker.text)
-    assert "45.0%" in text
-    assert "4.0 h" in text
-    assert "45.00" in text  # the recovered 4500 cents
-    assert "Recovered per day (USD)" in text
+    # Overdue now, per currency, with its buckets and the 90+ share on the card.
+    for figure in ("2,511.56", "1,234.56", "500.00", "777.00", "99.00"):
+        assert figure in text, figure
+    assert "777.00 over 90 days" in text
+    # Recovered / asked / rate per currency.
+    assert "4,500.00" in text
+    assert "recovered of 12,000.00 asked · 37.5%" in text
+    # The action list and the next sweep.
+    for figure in ("cus_stuck", "88.00 USD", "cus_done", "77.00 USD"):
+        assert figure in text, figure
+    assert "1 request for 66.00 USD" in text
+    # Charts: ageing per currency with overdue money (2), recovered per currency (1: USD).
+    figures = [attrs.get("class") for tag, attrs in checker.tags if tag == "figure"]
+    assert figures.count("ageing") == 2
+    assert figures.count("recovered") == 1
+    assert [tag for tag, _ in checker.tags].count("svg") == 3
 
 
-def test_html_escapes_policy_names(engine: Engine) -> None:
-    add(
-        engine,
-        policy="<script>alert(1)</script>",
-        currency="USD",
-        attempt=1,
-        amount=100,
-        outcome="paid",
-        recovered=100,
-        after=timedelta(hours=1),
+def test_html_escapes_what_came_from_data(engine: Engine) -> None:
+    add_intent_row(
+        engine, policy="<script>alert(1)</script>", amount=100, outcome="paid", recovered=100
     )
-    document = render_html(build_report(engine, since=None, now=NOW))
+    document = render_html(_report(engine))
     check_html(document)
     assert "<script>" not in document
     assert "&lt;script&gt;" in document
 
 
-def test_empty_report_still_renders(engine: Engine) -> None:
-    document = render_html(build_report(engine, since=None, now=NOW))
-    check_html(document)
-    assert "No payment requests in this period." in document
+def test_an_empty_ledger_still_renders_and_says_why(engine: Engine) -> None:
+    document = render_html(_report(engine))
+    text = " ".join(check_html(document).text)
+    assert "No full sweep has run yet" in text
+    assert "No payment requests in this period." in text
+    assert "Nothing needs a human." in text
+
+
+def test_csv_is_one_table_with_a_section_per_row(ledger: Engine) -> None:
+    rows = list(csv.DictReader(io.StringIO(render_csv(_report(ledger)))))
+    overdue = {(r["currency"], r["bucket"]): r for r in rows if r["section"] == "overdue"}
+    assert overdue["USD", "1-30"]["amount_cents"] == "123456"
+    assert overdue["USD", "1-30"]["amount"] == "1234.56"
+    assert overdue["USD", "31-60"]["amount_cents"] == "0"  # empty buckets are rows too
+    assert overdue["USD", "total"]["count"] == "6"
+    assert overdue["EUR", "total"]["amount"] == "99.00"
+    recovery = [r for r in rows if r["section"] == "recovery"]
+    assert sum(int(r["recovered_cents"]) for r in recovery) == 450_000
+    actions = {r["customer"]: r for r in rows if r["section"] == "action"}
+    assert actions["cus_stuck"]["kind"] == "needs_review"
+    assert actions["cus_done"]["amount_cents"] == "7700"
+    assert [r["customer"] for r in rows if r["section"] == "next_sweep"] == ["cus_next"]
+
+
+def test_next_run_follows_the_cron() -> None:
+    assert next_run_at("*/15 * * * *", datetime(2026, 11, 20, 12, 7, tzinfo=UTC)) == datetime(
+        2026, 11, 20, 12, 15, tzinfo=UTC
+    )
 
 
 # -- the command ----------------------------------------------------------------------------
 
 
 @pytest.fixture
-def cli(
-    scenario: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> CliRunner:
+def cli(ledger: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
     monkeypatch.setenv("DUNNING_DATABASE_URL", db_url)
     monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("LAGO_API_URL", raising=False)
@@ -311,15 +159,27 @@ def _app() -> typer.Typer:
     return app
 
 
-def test_report_command_json_and_html(cli: CliRunner, tmp_path: Path) -> None:
-    result = cli.invoke(_app(), ["report", "--since", "2026-11-01", "--json"])
+def test_report_command_in_every_format(cli: CliRunner, tmp_path: Path) -> None:
+    result = cli.invoke(_app(), ["report", "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert len(payload["rows"]) == 4
+    assert payload["overdue"]["currencies"][1]["due_cents"] == 251_156
+    assert payload["recovery"]["totals"]["USD"]["recovery_rate"] == 0.375
+    assert {item["kind"] for item in payload["actions"]} == {"needs_review", "exhausted"}
+
+    result = cli.invoke(_app(), ["report", "--csv"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("section,currency,")
+
     target = tmp_path / "report.html"
     result = cli.invoke(_app(), ["report", "--html", str(target)])
     assert result.exit_code == 0, result.output
     check_html(target.read_text())
+
+    result = cli.invoke(_app(), ["report"])
+    assert result.exit_code == 0, result.output
+    for figure in ("2,511.56", "4,500.00", "37.5%", "cus_stuck", "cus_done"):
+        assert figure in result.stdout, figure
 
 
 def test_report_command_rejects_a_bad_since_with_one_line(
@@ -334,11 +194,21 @@ def test_report_command_rejects_a_bad_since_with_one_line(
     )
 
 
-def test_json_and_html_together_is_a_usage_error(
-    cli: CliRunner, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("flags", [["--json", "--html", "x.html"], ["--csv", "--json"]])
+def test_two_formats_at_once_is_a_usage_error(
+    cli: CliRunner,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
 ) -> None:
-    monkeypatch.setattr(sys, "argv", ["dunning", "report", "--json", "--html", "x.html"])
+    monkeypatch.setattr(sys, "argv", ["dunning", "report", *flags])
     with pytest.raises(SystemExit) as exited:
         run_cli(_app())
     assert exited.value.code == 2
-    assert capsys.readouterr().err == "error: use either --json or --html, not both\n"
+    assert capsys.readouterr().err == "error: use one of --json, --csv or --html\n"
+
+
+def test_sent_before_since_is_left_out(ledger: Engine) -> None:
+    report = build_report(ledger, since=T0 + timedelta(days=365), now=NOW, next_sweep_at=None)
+    assert report.recovery.rows == ()
+    assert report.next_sweep.at is None

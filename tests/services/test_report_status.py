@@ -61,7 +61,7 @@ def ledger(engine: Engine) -> Engine:
 
 
 def test_status_lists_what_an_operator_needs(ledger: Engine) -> None:
-    report = build_status(ledger)
+    report = build_status(ledger, now=NOW)
     assert [line.external_customer_id for line in report.open_intents] == ["cus_open"]
     assert [line.external_customer_id for line in report.needs_review] == ["cus_review"]
     reason = report.needs_review[0].reason
@@ -70,6 +70,11 @@ def test_status_lists_what_an_operator_needs(ledger: Engine) -> None:
     assert [c.external_customer_id for c in report.paused_customers] == ["cus_paused"]
     assert report.paused_customers[0].reason == "disputing"
     assert [(run.trigger, run.status) for run in report.last_sweeps] == [("cli", "running")]
+    assert [(item.kind, item.external_customer_id) for item in report.actions] == [
+        ("needs_review", "cus_review"),
+        ("paused", "cus_paused"),
+    ]
+    assert (report.queue.due, report.queue.needs_review) == (1, 1)
     counts = intent_counts(ledger)
     assert (counts["pending"], counts["needs_review"], counts["sent"]) == (1, 1, 0)
 
@@ -91,6 +96,8 @@ def test_status_json_command(
     assert payload["intent_counts"]["needs_review"] == 1
     assert payload["needs_review"][0]["external_customer_id"] == "cus_review"
     assert payload["paused_customers"][0]["since"] == NOW.isoformat()
+    assert payload["queue"]["in_flight"] == 1
+    assert payload["last_sweeps"][0]["sends"]["sent"] == 0
 
 
 def test_status_on_an_unmigrated_database_is_one_line(

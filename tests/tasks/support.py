@@ -185,6 +185,24 @@ def kill_group(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=10)
 
 
+DUNNING = str(Path(sys.executable).with_name("dunning"))
+
+
+def run_dunning(
+    env: dict[str, str], *args: str, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """The installed `dunning` command in a child process, from the repository root."""
+    return subprocess.run(
+        [DUNNING, *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def child_env(**values: str) -> dict[str, str]:
     """The test process's environment without any DUNNING_/LAGO_ setting, plus `values`."""
     env = {

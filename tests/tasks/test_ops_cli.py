@@ -400,3 +400,30 @@ def test_the_installed_command_works_end_to_end(env: dict[str, str], settings: S
     assert sent.returncode == 0, sent.stderr
     assert [m["task"] for m in queued_messages(settings)] == ["dunning.sweep"]
     assert_one_line_error(dunning_process(env, "retry", "x1"), 2, "must be a whole number")
+
+
+def test_resume_of_a_customer_never_paused_says_so(
+    dunning: Any, env: dict[str, str], runtime: Runtime
+) -> None:
+    result = dunning(env, "resume", "cus_never_paused")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "cus_never_paused is not paused: nothing to resume (`dunning status` lists who is)"
+    )
+    as_json = json.loads(dunning(env, "resume", "cus_never_paused", "--json").stdout)
+    assert as_json["was_paused"] is False
+    with read_session(runtime.engine) as session:  # and nothing was written for it
+        assert controls.get_control(session, external_customer_id="cus_never_paused") is None
+
+    dunning(env, "pause", "cus_00001")
+    resumed = dunning(env, "resume", "cus_00001", "--json")
+    assert json.loads(resumed.stdout)["was_paused"] is True
+
+
+def test_enqueue_warns_when_no_worker_answers(dunning: Any, env: dict[str, str]) -> None:
+    result = dunning(env, "enqueue", "sweep")
+    assert result.returncode == 0
+    assert result.stdout.startswith("enqueued dunning.sweep")
+    (warning,) = result.stderr.strip().splitlines()
+    assert warning.startswith("warning: no worker answered a ping on filesystem:// within")
+    assert "the task waits in the queue" in warning

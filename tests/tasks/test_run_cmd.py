@@ -12,6 +12,7 @@ from urllib.parse import quote
 import pytest
 
 from config import load_settings
+from tests.fixtures.sandbox import SandboxHandle
 from tests.tasks.support import child_env, write_policy
 from worker.cli.run_cmd import Pool, RunOptions, free_port, port_is_free, worker_command
 
@@ -20,7 +21,7 @@ DUNNING = str(Path(sys.executable).with_name("dunning"))
 
 def test_embedded_worker_runs_beat_with_its_schedule_in_the_data_dir(tmp_path: Path) -> None:
     command = worker_command(load_settings(data_dir=tmp_path), RunOptions())
-    assert command[1:6] == ["-m", "celery", "-A", "worker", "worker"]
+    assert command[1:7] == ["-m", "celery", "-A", "worker", "--quiet", "worker"]  # no banner
     assert "--beat" in command
     assert command[command.index("--pool") + 1] == "prefork"
     assert command[command.index("--concurrency") + 1] == "2"
@@ -51,7 +52,7 @@ def test_a_busy_sandbox_port_is_detected() -> None:
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_run_shows_the_database_and_broker_with_their_passwords_masked(
-    postgres_url: str, tmp_path: Path
+    postgres_url: str, tmp_path: Path, sandbox: SandboxHandle
 ) -> None:
     # The server trusts local connections, so any password is accepted: the point is where
     # the URL is shown. Written as is ('/' '#' '?' ':' '%' need no encoding for SQLAlchemy).
@@ -63,7 +64,9 @@ def test_run_shows_the_database_and_broker_with_their_passwords_masked(
         DUNNING_DATABASE_URL=database,
         DUNNING_BROKER_URL=broker,
         DUNNING_POLICY_FILE=str(write_policy(tmp_path)),
-        LAGO_API_URL="http://127.0.0.1:1",
+        # A Lago that accepts the key (`run` checks it first), so the broker is reached next.
+        LAGO_API_URL=sandbox.url,
+        LAGO_API_KEY=sandbox.api_key,
         DUNNING_LOG_FORMAT="json",
     )
     done = subprocess.run(
@@ -78,3 +81,25 @@ def test_run_shows_the_database_and_broker_with_their_passwords_masked(
     assert "cannot reach the broker redis://:***@127.0.0.1:" in errors[0]
     for fragment in ("Tq7", "mZ9", "vQ", "aR", "uS", "%lt", quote(password, safe="")):
         assert fragment not in done.stderr + done.stdout
+
+
+def test_a_port_left_in_time_wait_by_a_stopped_server_counts_as_free() -> None:
+    """Restarted within a minute, `dunning run` kept moving the sandbox off its port: the
+    probe bound without SO_REUSEADDR, and the stopped server's connections in TIME-WAIT made
+    the port look busy. The sandbox itself binds with SO_REUSEADDR, so it could listen."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server side closes first: its end of the connection is in TIME-WAIT
+    client.close()
+    server.close()
+    assert port_is_free(port)
+    # and the sandbox's own listening socket can take it
+    again = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    again.bind(("127.0.0.1", port))
+    again.close()

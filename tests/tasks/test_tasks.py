@@ -243,3 +243,68 @@ def test_unreachable_lago_fails_the_task_with_one_log_line_and_no_fan_out(
     assert "127.0.0.1:9" in failures[0]["error"]
     assert published(app) == []
     assert app.tasks["dunning.sweep"].throws == dunning_tasks.EXPECTED_ERRORS
+
+
+def test_fanned_out_sends_settle_their_run_and_say_when_they_are_done(
+    app: Celery, runtime: Runtime, db_url: str
+) -> None:
+    from worker.read import reading
+    from worker.read.runs import recent_runs
+    from worker.store.db import read_session
+    from worker.store.models import SweepRun
+
+    result = run(app, "dunning.sweep", kwargs={"trigger": "celery"})
+    created = result["intents"]
+    messages = published(app)
+    with structlog.testing.capture_logs() as logs:
+        for name, args in messages:
+            run(app, name, args=args)
+    finished = [e for e in logs if e["event"] == "sweep.sends_finished"]
+    assert len(finished) == 1  # said once, by the send that left nothing in flight
+    assert finished[0]["sent"] == len(created)
+    with read_session(runtime.engine) as session:
+        row = session.get(SweepRun, result["run_id"])
+        assert row is not None
+        assert row.requests_sent == len(created)  # the run's row, not 0
+    with reading(runtime.engine) as session:
+        (line,) = recent_runs(session, limit=1)
+    assert (line.sends.sent, line.sends.in_flight) == (len(created), 0)
+
+
+def test_a_missing_licence_in_a_task_asks_dunning_run_to_stop(
+    app: Celery, runtime: Runtime, sandbox: SandboxHandle, settings: Settings
+) -> None:
+    from worker.services.instance import read_halt
+
+    sandbox.set_faults(premium=False)
+    run(app, "dunning.sweep", kwargs={"trigger": "celery", "customer": "cus_00001"})
+    assert read_halt(settings.data_dir) is None
+    for name, args in published(app):
+        assert run(app, name, args=args) == "blocked"
+    halt = read_halt(settings.data_dir)
+    assert halt is not None
+    assert halt.code == "licence_missing"
+
+
+def test_a_rejected_key_in_a_task_asks_dunning_run_to_stop_and_pickles_cleanly(
+    app: Celery, settings: Settings
+) -> None:
+    from pydantic import SecretStr
+
+    from worker.lago.errors import LagoUnauthorizedError
+    from worker.services.instance import read_halt
+
+    rt = open_runtime(settings.model_copy(update={"lago_api_key": SecretStr("wrong")}))
+    use_runtime(rt)
+    try:
+        result = app.tasks["dunning.sweep"].apply(kwargs={"trigger": "celery"})
+    finally:
+        use_runtime(None)
+        rt.close()
+    assert result.failed()
+    # Celery keeps the error itself, not an UnpickleableExceptionWrapper around it
+    assert isinstance(result.result, LagoUnauthorizedError)
+    halt = read_halt(settings.data_dir)
+    assert halt is not None
+    assert halt.code == "api_key_rejected"
+    assert halt.message == "Lago rejected the API key: check LAGO_API_KEY"

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from config import Settings, load_settings
 from worker.cli.errors import EXIT_USAGE, fail
+from worker.cli.instance import adopt_instance
 from worker.logging import configure_logging
 from worker.services.runtime import Runtime, open_runtime
 
@@ -20,8 +21,12 @@ err = Console(stderr=True)
 
 
 def cli_settings(*, policy: Path | None = None, quiet_logs: bool = False) -> Settings:
-    """Settings from the environment, with `--policy` applied; logging configured."""
+    """Settings from the environment, with `--policy` applied, completed from a running
+    `dunning run` (said on one line); logging configured."""
     settings = load_settings(policy_file=policy) if policy else load_settings()
+    settings, note = adopt_instance(settings)
+    if note is not None:
+        err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     configure_logging(settings, force_json=quiet_logs)
     return settings
 
@@ -29,8 +34,9 @@ def cli_settings(*, policy: Path | None = None, quiet_logs: bool = False) -> Set
 def cli_runtime(settings: Settings) -> Runtime:
     if settings.lago_api_url is None:
         fail(
-            "LAGO_API_URL is not set: point it at your Lago API "
-            "(or run `dunning sandbox` and set LAGO_API_URL=http://127.0.0.1:8765)",
+            "LAGO_API_URL is not set and no `dunning run` is running with data dir "
+            f"{settings.data_dir}: point LAGO_API_URL at your Lago API, or start `dunning run` "
+            "(it starts the sandbox) and run this again",
             exit_code=EXIT_USAGE,
         )
     return open_runtime(settings)

@@ -14,7 +14,7 @@ from config import mask_url
 from worker.cli.common import cli_settings
 from worker.cli.errors import EXIT_FAILURE, EXIT_USAGE
 from worker.store.db import engine_for
-from worker.store.errors import DatabaseUrlError, StoreError
+from worker.store.errors import StoreConfigError, StoreError
 from worker.store.migrate import current_revision, downgrade, head_revision, upgrade
 
 db_app = typer.Typer(
@@ -43,7 +43,7 @@ def _one_line_errors(action: Callable[[], None]) -> None:
     except StoreError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(
-            EXIT_USAGE if isinstance(exc, DatabaseUrlError) else EXIT_FAILURE
+            EXIT_USAGE if isinstance(exc, StoreConfigError) else EXIT_FAILURE
         ) from None
 
 

@@ -34,6 +34,7 @@ def fail(message: str, *, exit_code: int = EXIT_FAILURE) -> NoReturn:
 def describe(exc: BaseException) -> tuple[str, int]:
     """The one-line message and exit code for an exception we know how to explain."""
     from config.policies import PolicyFileError
+    from worker.celery import ScheduleError
     from worker.lago.errors import (
         LagoConnectionError,
         LagoError,
@@ -42,7 +43,7 @@ def describe(exc: BaseException) -> tuple[str, int]:
         LagoUnauthorizedError,
     )
     from worker.services.runtime import RuntimeSetupError
-    from worker.store.errors import DatabaseUrlError, StoreError
+    from worker.store.errors import StoreConfigError, StoreError
 
     if isinstance(exc, CliError):
         return str(exc), exc.exit_code
@@ -61,8 +62,10 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return f"Lago error: {exc}", EXIT_FAILURE
     if isinstance(exc, PolicyFileError):
         return f"invalid policy file: {exc}", EXIT_USAGE
-    if isinstance(exc, DatabaseUrlError):
-        return str(exc), EXIT_USAGE
+    if isinstance(exc, ScheduleError):
+        return f"invalid policy file schedule: {exc}", EXIT_USAGE
+    if isinstance(exc, StoreConfigError):
+        return f"configuration error: {exc}", EXIT_USAGE
     if isinstance(exc, StoreError):
         return str(exc), EXIT_FAILURE
     if isinstance(exc, RuntimeSetupError):

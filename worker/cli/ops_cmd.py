@@ -17,7 +17,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 from sqlalchemy import Engine
 
-from config import Settings, load_settings, mask_url
+from config import Settings, mask_url
+from worker.cli.common import cli_settings
 from worker.cli.errors import EXIT_USAGE, fail
 
 SWEEP_TASK = "dunning.sweep"
@@ -61,6 +62,36 @@ def send_task_by_name(
         )
     finally:
         app.close()
+
+
+#: How long `enqueue` waits for a worker to answer its ping.
+PING_TIMEOUT_S = 1.5
+
+
+def workers_answering(settings: Settings, timeout: float = PING_TIMEOUT_S) -> int:
+    """How many workers answer a ping on the broker within `timeout` (0: the task will wait
+    in the queue until one starts)."""
+    from kombu.exceptions import OperationalError
+
+    from worker.celery import create_app
+
+    app = create_app(settings, cron=None, set_as_current=False)
+    try:
+        return len(app.control.ping(timeout=timeout) or [])
+    except (OperationalError, OSError):
+        return 0
+    finally:
+        app.close()
+
+
+def warn_if_no_worker(settings: Settings) -> None:
+    if workers_answering(settings) == 0:
+        typer.echo(
+            f"warning: no worker answered a ping on {mask_url(settings.resolved_broker_url)} "
+            f"within {PING_TIMEOUT_S:g} s: the task waits in the queue until one starts "
+            "(`dunning run`, or `celery -A worker worker`)",
+            err=True,
+        )
 
 
 def enqueue_sweep(settings: Settings, customer: str | None = None) -> str:
@@ -156,8 +187,9 @@ def enqueue_sweep_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Ask the running workers for a sweep now (through the broker)."""
-    settings = load_settings()
+    settings = cli_settings(quiet_logs=True)
     task_id = enqueue_sweep(settings, _customer_id(customer) if customer is not None else None)
+    warn_if_no_worker(settings)
     _emit(
         as_json,
         {"enqueued": SWEEP_TASK, "task_id": task_id, "customer": customer},
@@ -167,7 +199,9 @@ def enqueue_sweep_command(
 
 def enqueue_reconcile_command(as_json: JsonFlag = False) -> None:
     """Ask the running workers to re-run due and interrupted sends now."""
-    task_id = enqueue_reconcile(load_settings())
+    settings = cli_settings(quiet_logs=True)
+    task_id = enqueue_reconcile(settings)
+    warn_if_no_worker(settings)
     _emit(
         as_json,
         {"enqueued": RECONCILE_TASK, "task_id": task_id},
@@ -190,7 +224,7 @@ def retry_command(
     from worker.services.retry_intent import RetryError, retry_intent
 
     number = parse_intent_id(intent_id)
-    settings = load_settings()
+    settings = cli_settings(quiet_logs=True)
     if not enqueue and settings.lago_api_url is None:
         fail(
             "LAGO_API_URL is not set: set it to send from here, or add --enqueue to let the "
@@ -211,6 +245,7 @@ def retry_command(
     }
     if enqueue:
         task_id = enqueue_send(settings, number)
+        warn_if_no_worker(settings)
         payload["task_id"] = task_id
         _emit(
             as_json,
@@ -296,7 +331,7 @@ def pause_command(
     reason = _reason(reason)
     now = datetime.now(UTC)
     hold_end = parse_until(until, now)
-    engine = _engine(load_settings())
+    engine = _engine(cli_settings(quiet_logs=True))
     try:
         with write_tx(engine) as session:
             pause_customer(
@@ -326,17 +361,30 @@ def resume_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Dun a paused customer again from the next sweep on."""
-    from worker.store.controls import resume_customer
+    from worker.store.controls import get_control, resume_customer
     from worker.store.db import write_tx
 
     customer = _customer_id(customer_id)
-    engine = _engine(load_settings())
+    engine = _engine(cli_settings(quiet_logs=True))
     try:
+        now = datetime.now(UTC)
         with write_tx(engine) as session:
-            resume_customer(session, external_customer_id=customer, now=datetime.now(UTC))
+            control = get_control(session, external_customer_id=customer)
+            was_paused = (
+                control is not None
+                and control.paused
+                and (control.paused_until is None or control.paused_until > now)
+            )  # a hold that already ended paused nobody
+            if was_paused:
+                resume_customer(session, external_customer_id=customer, now=now)
     finally:
         engine.dispose()
-    _emit(as_json, {"customer": customer, "paused": False}, f"resumed {customer}")
+    text = (
+        f"resumed {customer}: dunned again from the next sweep on"
+        if was_paused
+        else f"{customer} is not paused: nothing to resume (`dunning status` lists who is)"
+    )
+    _emit(as_json, {"customer": customer, "paused": False, "was_paused": was_paused}, text)
 
 
 def register(app: typer.Typer) -> None:

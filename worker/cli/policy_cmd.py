@@ -12,7 +12,6 @@ from rich.table import Table
 
 from config.policies import Policy, PolicyFileError, PolicySet, describe_email, load_policies
 
-DEFAULT_POLICY_FILE = Path("config/policies.yaml")
 EXIT_INVALID = 2
 
 
@@ -79,15 +78,19 @@ def summary_table(policies: PolicySet) -> Table:
 
 def check(
     file: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
-            envvar="DUNNING_POLICY_FILE",
-            help="Policy file to check (default: $DUNNING_POLICY_FILE or config/policies.yaml).",
+            help="Policy file to check (default: $DUNNING_POLICY_FILE, the file a running "
+            "`dunning run` uses, or config/policies.yaml).",
             show_default=False,
         ),
-    ] = DEFAULT_POLICY_FILE,
+    ] = None,
 ) -> None:
     """Validate a policy file and print a summary of its policies and schedule."""
+    if file is None:
+        from worker.cli.common import cli_settings
+
+        file = cli_settings(quiet_logs=True).policy_file
     try:
         policies = load_policies(file)
     except PolicyFileError as exc:

@@ -1,9 +1,11 @@
 """`dunning status` and `dunning report`: what the ledger says, for people and for scripts.
 
-- `dunning status [--json]`: open intents, intents needing review (with the reason), paused
-  customers, the last sweeps. Rich tables on a terminal, plain columns otherwise.
-- `dunning report [--since DATE] [--json | --html FILE]`: recovery per policy, currency and
-  attempt number; `--html` writes one self-contained file with an inline SVG chart.
+- `dunning status [--json]`: intents per status, the send queue, the last sweeps (what became
+  of their intents, whoever sent them, and their skips by reason), who needs a human.
+- `dunning report [--since DATE] [--json | --csv | --html FILE]`: overdue now by currency
+  with ageing buckets; asked / paid / recovered / rate / median time to pay per policy,
+  currency and attempt; the action list; what the next sweep will ask. `--html` writes one
+  self-contained page with charts.
 Both read the database only (no Lago call, LAGO_API_URL not needed).
 """
 
@@ -15,29 +17,35 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from sqlalchemy import Engine
 
+from config import Settings
 from worker.cli.common import cli_settings, out
 from worker.cli.errors import EXIT_USAGE, fail
-from worker.services.report import (
-    HOLDOUT_HEADERS,
-    TABLE_HEADERS,
-    build_report,
-    holdout_cells,
-    render_html,
-    table_cells,
-)
-from worker.services.report import format_cents as cents
-from worker.services.status import IntentLine, StatusReport, build_status
+from worker.cli.report_view import report_view, status_view
+from worker.services.report import build_report, next_run_at
+from worker.services.report_csv import render_csv
+from worker.services.report_html import render_html
+from worker.services.status import build_status
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
-def _engine() -> Engine:
+def _engine(settings: Settings) -> Engine:
     from worker.store.migrate import current_engine
 
-    return current_engine(cli_settings(quiet_logs=True))
+    return current_engine(settings)
+
+
+def next_sweep_at(settings: Settings, now: datetime) -> datetime | None:
+    """The next beat tick of the policy file's cron; None when the file cannot be read (the
+    report still works: it only reads the ledger)."""
+    from config.policies import PolicyFileError, load_policies
+
+    try:
+        return next_run_at(load_policies(settings.policy_file).cron, now)
+    except PolicyFileError:
+        return None
 
 
 def parse_since(value: str | None) -> datetime | None:
@@ -59,73 +67,16 @@ def parse_since(value: str | None) -> datetime | None:
 
 
 def status(as_json: JsonFlag = False) -> None:
-    """Open intents, intents needing review, paused customers and the last sweeps."""
-    engine = _engine()
+    """Intents, the send queue, the last sweeps and who needs a human."""
+    engine = _engine(cli_settings(quiet_logs=True))
     try:
-        report = build_status(engine, now=datetime.now(UTC))
+        result = build_status(engine, now=datetime.now(UTC))
     finally:
         engine.dispose()
     if as_json:
-        typer.echo(json.dumps(report.to_json()))
+        typer.echo(json.dumps(result.to_json()))
         return
-    _print_status(report)
-
-
-def _print_status(report: StatusReport) -> None:
-    counts = ", ".join(f"{name} {count}" for name, count in report.intent_counts.items() if count)
-    out.print(f"Intents: {counts or 'none'}")
-
-    def intents_table(title: str, lines: list[IntentLine], with_reason: bool) -> Table:
-        table = Table(title=title, title_justify="left")
-        for column in ("Id", "Customer", "Currency", "Amount", "Attempt", "Status", "Outcome"):
-            table.add_column(column)
-        if with_reason:
-            table.add_column("Reason")
-        for line in lines:
-            cells = [
-                str(line.id),
-                line.external_customer_id,
-                line.currency,
-                cents(line.amount_cents),
-                str(line.attempt_number),
-                line.status,
-                line.outcome or "-",
-            ]
-            if with_reason:
-                cells.append(line.reason or "-")
-            table.add_row(*cells)
-        return table
-
-    out.print(intents_table("Open intents", report.open_intents, with_reason=False))
-    out.print(intents_table("Needs review", report.needs_review, with_reason=True))
-    paused = Table(title="Paused customers", title_justify="left")
-    for column in ("Customer", "Since", "Until", "Reason"):
-        paused.add_column(column)
-    for customer in report.paused_customers:
-        paused.add_row(
-            customer.external_customer_id,
-            customer.since.isoformat(timespec="seconds"),
-            customer.until.isoformat(timespec="minutes") if customer.until else "resume",
-            customer.reason or "-",
-        )
-    out.print(paused)
-    sweeps = Table(title="Last sweeps", title_justify="left")
-    for column in ("Run", "Trigger", "Status", "Started", "Invoices", "Groups", "Sent", "Calls"):
-        sweeps.add_column(column)
-    sweeps.add_column("Error")
-    for run in report.last_sweeps:
-        sweeps.add_row(
-            str(run.id),
-            run.trigger,
-            run.status,
-            run.started_at.isoformat(timespec="seconds"),
-            str(run.invoices_seen),
-            str(run.groups),
-            str(run.requests_sent),
-            str(run.api_calls),
-            run.error or "-",
-        )
-    out.print(sweeps)
+    out.print(status_view(result))
 
 
 def report(
@@ -136,6 +87,9 @@ def report(
         ),
     ] = None,
     as_json: JsonFlag = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="Print one CSV table (a `section` column per row).")
+    ] = False,
     html_file: Annotated[
         Path | None,
         typer.Option(
@@ -143,42 +97,31 @@ def report(
         ),
     ] = None,
 ) -> None:
-    """Recovery per policy, currency and attempt: asked, paid, recovered, rate, time to pay."""
-    if as_json and html_file is not None:
-        fail("use either --json or --html, not both", exit_code=EXIT_USAGE)
+    """Overdue now (ageing), recovery per policy/currency/attempt, who needs a human, next sweep."""
+    if sum((as_json, as_csv, html_file is not None)) > 1:
+        fail("use one of --json, --csv or --html", exit_code=EXIT_USAGE)
     since_at = parse_since(since)
-    engine = _engine()
+    settings = cli_settings(quiet_logs=True)
+    now = datetime.now(UTC)
+    engine = _engine(settings)
     try:
-        result = build_report(engine, since=since_at, now=datetime.now(UTC))
+        result = build_report(
+            engine, since=since_at, now=now, next_sweep_at=next_sweep_at(settings, now)
+        )
     finally:
         engine.dispose()
     if as_json:
         typer.echo(json.dumps(result.to_json()))
-        return
-    if html_file is not None:
+    elif as_csv:
+        typer.echo(render_csv(result), nl=False)
+    elif html_file is not None:
         try:
             html_file.write_text(render_html(result), encoding="utf-8")
         except OSError as exc:
             fail(f"cannot write {html_file}: {exc.strerror or exc}")
         typer.echo(f"wrote {html_file}")
-        return
-    table = Table(title="Recovery by policy, currency and attempt", title_justify="left")
-    for header in TABLE_HEADERS:
-        table.add_column(header)
-    for row in result.rows:
-        table.add_row(*table_cells(row))
-    if not result.rows:
-        out.print("No payment requests in this period.")
     else:
-        out.print(table)
-    if result.holdouts:
-        holdouts = Table(title="Holdouts: dunned against held out", title_justify="left")
-        for header in HOLDOUT_HEADERS:
-            holdouts.add_column(header)
-        for comparison in result.holdouts:
-            for cells in holdout_cells(comparison):
-                holdouts.add_row(*cells)
-        out.print(holdouts)
+        out.print(report_view(result))
 
 
 def register(app: typer.Typer) -> None:

@@ -173,10 +173,11 @@ def sweep(
     if enqueue:
         if dry_run or now:
             fail("--dry-run and --now only apply to --once", exit_code=EXIT_USAGE)
-        from worker.cli.ops_cmd import enqueue_sweep
+        from worker.cli.ops_cmd import enqueue_sweep, warn_if_no_worker
 
         settings = cli_settings(policy=policy)
         task_id = enqueue_sweep(settings, customer=customer)
+        warn_if_no_worker(settings)
         if as_json:
             typer.echo(json.dumps({"enqueued": "dunning.sweep", "task_id": task_id}))
         else:

@@ -42,6 +42,18 @@ class LagoError(Exception):
     def __str__(self) -> str:
         return f"{self.endpoint}: {self.message}"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructors defeat pickle's default (`cls(*args)`): Celery would
+        # then wrap a failed task's error as `UnpickleableExceptionWrapper(...)`.
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[LagoError], message: str, state: dict[str, Any]) -> LagoError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
 
 class LagoConnectionError(LagoError):
     transient = True

@@ -33,6 +33,7 @@ from worker.policy.eligibility import Verdict
 from worker.policy.types import CustomerFacts, Group, InvoiceFacts, Reason
 from worker.services.invoice_facts import judge
 from worker.services.requested_elsewhere import RequestedElsewhere
+from worker.store.ageing import ALL_BUCKETS, BUCKETS, AgeingFigure
 
 _BATCH = 1000
 _SCHEMA = """
@@ -144,6 +145,24 @@ class CollectedGroups:
     @property
     def overdue_invoice_ids(self) -> OverdueInvoiceIds:
         return OverdueInvoiceIds(self._db)
+
+    def ageing(self, today: date) -> list[AgeingFigure]:
+        """What the listing showed as overdue, per currency and ageing bucket (days past the
+        due date on `today`; see `worker.store.ageing.bucket_for`), plus each currency's total
+        (bucket `ALL_BUCKETS`: a customer may owe in several buckets)."""
+        days = "CAST(julianday(?) - julianday(due_date) AS INTEGER)"
+        cases = " ".join(
+            f"WHEN {days} <= {last} THEN '{label}'" for label, last in BUCKETS if last is not None
+        )
+        figures = "COUNT(*), COUNT(DISTINCT customer), SUM(due_cents)"
+        rows = self._db.execute(
+            f"SELECT currency, CASE WHEN due_date IS NULL THEN '{BUCKETS[0][0]}' {cases} "  # noqa: S608 - constants only
+            f"ELSE '{BUCKETS[-1][0]}' END AS bucket, {figures} FROM invoices "
+            f"GROUP BY currency, bucket UNION ALL SELECT currency, '{ALL_BUCKETS}', {figures} "
+            "FROM invoices GROUP BY currency ORDER BY 1, 2",
+            [today.isoformat()] * (len(BUCKETS) - 1),
+        )
+        return [AgeingFigure(*row) for row in rows]
 
     @property
     def groups(self) -> list[Group]:

@@ -50,6 +50,7 @@ from worker.services.collect_groups import (
 )
 from worker.services.group_facts import decide_groups, remember_policies
 from worker.services.invoice_facts import judge
+from worker.services.overdue_snapshot import record_overdue_snapshot
 from worker.services.reconcile_holdouts import new_holdout, reconcile_holdouts
 from worker.services.requested_elsewhere import RequestedElsewhere, requested_elsewhere
 from worker.services.run_heartbeat import Heartbeat, abandon_dead_runs
@@ -230,6 +231,9 @@ def run_sweep(
                 if send_inline:
                     _send_all(rt, summary, progress, elsewhere.covered)
                 _reconcile(rt, collected)
+                record_overdue_snapshot(
+                    rt, collected, run_id=summary.run_id, now=now, customer=customer
+                )
         except FeatureUnavailableError as exc:
             summary.blocked = str(exc)
             _finish(

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session
 
 from config import Settings
-from worker.store.errors import DatabaseUrlError, StoreError, bad_option, translate_errors
+from worker.store.errors import StoreConfigError, bad_option, translate_errors
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE_OPTION = "dunning_write_tx"
@@ -42,25 +42,31 @@ def make_engine(
 ) -> Engine:
     """Build the engine for `url` (sqlite:///path or postgresql+psycopg://...).
 
-    A SQLite file's directory must exist unless `create_directory`. Raises `DatabaseUrlError`
+    A SQLite file's directory must exist unless `create_directory`. Raises `StoreConfigError`
     (a `StoreError`) for a URL that cannot be used: unparseable, another database, or a
     connection option the driver refuses. Nothing is connected to or written here.
     """
     try:
         parsed = make_url(url)
     except Exception:
-        raise DatabaseUrlError("invalid DUNNING_DATABASE_URL: not a database URL") from None
-    if parsed.get_backend_name() == "sqlite":
+        raise StoreConfigError("invalid DUNNING_DATABASE_URL: not a database URL") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
         if parsed.query:
-            raise DatabaseUrlError(
+            raise StoreConfigError(
                 "invalid DUNNING_DATABASE_URL: a SQLite URL takes no options after '?'; remove them"
             )
         return _make_sqlite_engine(url, parsed.database, busy_timeout_ms, create_directory)
-    if parsed.get_backend_name() == "postgresql":
+    if backend == "postgresql":
         _check_postgres_options(parsed)
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    raise DatabaseUrlError(
-        f"unsupported database {parsed.get_backend_name()!r} in DUNNING_DATABASE_URL: "
+    if backend == "postgres":
+        raise StoreConfigError(
+            "invalid DUNNING_DATABASE_URL: postgres:// is not a SQLAlchemy URL scheme, "
+            "write postgresql+psycopg://..."
+        )
+    raise StoreConfigError(
+        f"unsupported database {backend!r} in DUNNING_DATABASE_URL: "
         "use sqlite:///path or postgresql+psycopg://..."
     )
 
@@ -110,14 +116,14 @@ def _sqlite_directory(directory: Path, *, create: bool) -> None:
     if directory.is_dir():
         return
     if not create:
-        raise DatabaseUrlError(
+        raise StoreConfigError(
             f"invalid DUNNING_DATABASE_URL: the directory {str(directory)!r} of the SQLite "
             "file does not exist; create it or fix the path"
         )
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StoreError(
+        raise StoreConfigError(
             f"cannot create the data directory for the SQLite database: {exc.strerror}; "
             "set DUNNING_DATA_DIR to a writable directory"
         ) from None

@@ -21,9 +21,14 @@ class SchemaError(StoreError):
     """The database schema is missing, out of date, or newer than this code knows."""
 
 
-class DatabaseUrlError(StoreError):
-    """DUNNING_DATABASE_URL cannot be used as written: a configuration error (exit 2)."""
+class StoreConfigError(StoreError):
+    """The settings name a database that cannot be used as given (not a database URL, an
+    unsupported engine, a connection option the driver refuses, a SQLite directory that is
+    missing or cannot be created): a configuration error (exit 2)."""
 
+
+_PG_MISSING_DATABASE = re.compile(r'database "([^"]+)" does not exist')
+_PG_MISSING_ROLE = re.compile(r'role "[^"]+" does not exist')
 
 # PostgreSQL SQLSTATE classes/codes we explain instead of re-raising raw.
 _PG_DISK_FULL = "53100"
@@ -67,15 +72,32 @@ def describe_db_error(exc: DBAPIError) -> str | None:
             "the PostgreSQL server refuses more connections: lower the worker concurrency "
             "or raise max_connections"
         )
+    # libpq puts the server's FATAL after "connection to server ... failed:": look for the
+    # answers of a server that is up before concluding that it is not.
+    missing = _PG_MISSING_DATABASE.search(text) if isinstance(exc, OperationalError) else None
+    if missing is not None:
+        name = missing.group(1)
+        return (
+            f'the PostgreSQL server is up but has no database "{name}": create it '
+            f"(createdb {name}) or fix the database name in DUNNING_DATABASE_URL"
+        )
+    if isinstance(exc, OperationalError) and _PG_MISSING_ROLE.search(text):
+        return (
+            "the PostgreSQL server is up but does not know the user in DUNNING_DATABASE_URL: "
+            "create the role or fix the URL"
+        )
+    if isinstance(exc, OperationalError) and "password authentication failed" in lowered:
+        return (
+            "the PostgreSQL server is up but rejected the password in DUNNING_DATABASE_URL: "
+            "fix the password (URL-encode special characters)"
+        )
     if isinstance(exc, OperationalError) and (
         "connection" in lowered or "could not connect" in lowered or "server closed" in lowered
     ):
         return (
-            "cannot reach the state database: check DUNNING_DATABASE_URL and that the "
-            "server is running"
+            "cannot reach the state database server: check the host and port in "
+            "DUNNING_DATABASE_URL and that the server is running"
         )
-    if isinstance(exc, OperationalError) and "does not exist" in lowered:
-        return "the state database does not exist: create it or fix DUNNING_DATABASE_URL"
     return None
 
 
@@ -94,9 +116,9 @@ def translate_errors() -> Iterator[None]:
         raise StoreError(message) from exc
 
 
-def bad_option(problem: str) -> DatabaseUrlError:
+def bad_option(problem: str) -> StoreConfigError:
     """A connection option of the URL that the driver refuses (`problem` names the option,
     never the password)."""
-    return DatabaseUrlError(
+    return StoreConfigError(
         f"invalid DUNNING_DATABASE_URL: {problem}; fix or remove that option after '?'"
     )

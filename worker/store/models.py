@@ -81,6 +81,9 @@ class SweepRun(Base):
     groups: Mapped[int] = mapped_column(Integer, default=0)
     intents_created: Mapped[int] = mapped_column(Integer, default=0)
     requests_sent: Mapped[int] = mapped_column(Integer, default=0)
+    # With requests_sent: what became of the run's intents, whoever sent them (see runs.py).
+    requests_rescheduled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    requests_refused: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     skipped: Mapped[int] = mapped_column(Integer, default=0)
     malformed: Mapped[int] = mapped_column(Integer, default=0)
     api_calls: Mapped[int] = mapped_column(Integer, default=0)

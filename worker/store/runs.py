@@ -1,4 +1,9 @@
-"""Sweep runs: start, claim a beat tick slot (insert-or-nothing), finish.
+"""Sweep runs: start, claim a beat tick slot (insert-or-nothing), finish, send figures.
+
+A run's send figures (`requests_sent`, `requests_rescheduled`, `requests_refused`) are read
+from the current status of the intents it created, whoever sent them: the run itself
+(`dunning sweep --once`) or the tasks it fanned out. `settle_send_figures` writes them on the
+run's row; `send_figures` reads them for any runs.
 
 The caller owns the transaction (pass a Session from `write_tx`).
 """
@@ -9,15 +14,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from worker.store._dialect import insert_for
-from worker.store.models import RUN_STATUSES, RUN_TRIGGERS, SweepRun
+from worker.store.models import RUN_STATUSES, RUN_TRIGGERS, PaymentRequestIntent, SweepRun
 
 
 @dataclass(frozen=True, slots=True)
 class RunCounts:
+    """A run's own figures. `requests_sent` is superseded by `settle_send_figures`."""
+
     invoices_seen: int = 0
     groups: int = 0
     intents_created: int = 0
@@ -107,12 +114,94 @@ def finish_run(
             invoices_seen=counts.invoices_seen,
             groups=counts.groups,
             intents_created=counts.intents_created,
-            requests_sent=counts.requests_sent,
             skipped=counts.skipped,
             malformed=counts.malformed,
             api_calls=counts.api_calls,
         )
     )
+    settle_send_figures(session, run_id=run_id)
+
+
+@dataclass(frozen=True, slots=True)
+class SendFigures:
+    """What became of the intents one run created, from their current status."""
+
+    created: int = 0
+    sent: int = 0  # sent or adopted: a payment request exists in Lago
+    rescheduled: int = 0  # tried, then put back to pending for a later try
+    refused: int = 0  # Lago said no for good
+    in_flight: int = 0  # not tried yet, or being sent right now
+    needs_review: int = 0
+    blocked: int = 0
+    cancelled: int = 0
+
+    @property
+    def settled(self) -> bool:
+        """Every intent of the run has had at least one answer."""
+        return self.in_flight == 0
+
+
+def _tally(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def send_figures(session: Session, *, run_ids: Sequence[int]) -> dict[int, SendFigures]:
+    """Send figures of each run in `run_ids` (runs without intents are left out)."""
+    if not run_ids:
+        return {}
+    intent = PaymentRequestIntent
+    status = intent.status
+    rows = session.execute(
+        select(
+            intent.run_id,
+            func.count(),
+            _tally(status.in_(("sent", "adopted"))),
+            _tally(and_(status == "pending", intent.tries > 0)),
+            _tally(status == "refused"),
+            _tally(or_(status == "sending", and_(status == "pending", intent.tries == 0))),
+            _tally(status == "needs_review"),
+            _tally(status == "blocked"),
+            _tally(status == "cancelled"),
+        )
+        .where(intent.run_id.in_(list(run_ids)))
+        .group_by(intent.run_id)
+    ).all()
+    return {
+        int(run_id): SendFigures(*(int(value) for value in values))
+        for run_id, *values in rows
+        if run_id is not None
+    }
+
+
+def settle_send_figures(session: Session, *, run_id: int) -> SendFigures | None:
+    """Write run `run_id`'s send figures on its row; return them if the row changed.
+
+    The row is locked first (PostgreSQL; SQLite's write transaction already holds the lock),
+    so the figures are counted after every concurrent writer has committed: the last settle
+    always writes the latest figures."""
+    locked = session.execute(
+        select(SweepRun.id).where(SweepRun.id == run_id).with_for_update()
+    ).scalar_one_or_none()
+    if locked is None:
+        return None
+    figures = send_figures(session, run_ids=[run_id]).get(run_id, SendFigures())
+    changed = session.execute(
+        update(SweepRun)
+        .where(
+            SweepRun.id == run_id,
+            or_(
+                SweepRun.requests_sent != figures.sent,
+                SweepRun.requests_rescheduled != figures.rescheduled,
+                SweepRun.requests_refused != figures.refused,
+            ),
+        )
+        .values(
+            requests_sent=figures.sent,
+            requests_rescheduled=figures.rescheduled,
+            requests_refused=figures.refused,
+        )
+    )
+    return figures if getattr(changed, "rowcount", 0) == 1 else None
 
 
 def heartbeat(session: Session, *, run_id: int, now: datetime) -> None:
