@@ -76,6 +76,8 @@ def _ledger(db_url: str) -> dict[str, object]:
 
 
 def _settled(db_url: str) -> bool:
+    if not Path(db_url.removeprefix("sqlite:///")).exists():
+        return False  # `dunning run` has not made its ledger yet
     engine = make_engine(db_url)
     try:
         with read_session(engine) as session:
