@@ -259,11 +259,14 @@ def _run(
         for index in range(1, plan.workers + 1)
     ]
     beat = children.add(beat_child(config, log_dir=log_dir))
+    # Held back before anything starts: a sweep that saw a group overdue just before it was
+    # held back would ask for invoices that are no longer overdue when its POST lands (a
+    # tidy Lago refuses them; a careless one does not, and the audit counts them).
+    held = _hold_back(sandbox, rng, HELD_BACK_SHARE)
     try:
         for child in [*workers, beat]:
             child.start()
         wait_for_output(workers, "ready.", timeout=READY_TIMEOUT_S)
-        held = _hold_back(sandbox, rng, HELD_BACK_SHARE)
         say(f"[{config.name}] chaos for {plan.chaos_seconds:.0f} s ({plan.workers} workers)")
         started = time.monotonic()
         _chaos(
