@@ -268,7 +268,14 @@ def test_a_policy_edit_never_re_asks_in_flight_groups_by_surprise(
     first = _sweep(db, sandbox, weekly, clock, customer="cus_sent")
     assert first.requests_created == 1
     # cus_open: decided under version 1 but not sent yet (the workers would send it).
-    _sweep(db, sandbox, weekly, clock, customer="cus_open", send_inline=False)
+    handed_off = _sweep(db, sandbox, weekly, clock, customer="cus_open", send_inline=False)
+    # This process sent nothing: its summary says so instead of claiming 0 requests created.
+    assert {k: handed_off.as_dict()[k] for k in ("sends", "intents_created")} == {
+        "sends": "handed_to_workers",
+        "intents_created": 1,
+    }
+    assert handed_off.as_dict()["payment_requests_created"] is None
+    assert first.as_dict()["sends"] == "this_process"
 
     daily = _policy(tmp_path, WEEKLY.format(version=2, gap=1), name="edited.yaml")
     clock.advance(days=2)

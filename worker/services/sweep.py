@@ -123,6 +123,9 @@ class SweepSummary:
     duration_s: float = 0.0
     blocked: str | None = None
     plan: list[PlanRow] = field(default_factory=list)
+    #: False when the intents were handed to the send workers: this process sent nothing, so
+    #: it cannot say how many payment requests were created (the workers' logs and the ledger do).
+    sent_here: bool = True
 
     @property
     def requests_created(self) -> int:
@@ -150,7 +153,8 @@ class SweepSummary:
             "invoices_skipped": self.invoices_skipped,
             "requested_elsewhere": self.requested_elsewhere,
             "intents_created": len(self.intent_ids),
-            "payment_requests_created": self.requests_created,
+            "sends": "this_process" if self.sent_here else "handed_to_workers",
+            "payment_requests_created": self.requests_created if self.sent_here else None,
             "outcomes": dict(sorted(self.outcomes.items())),
             "refused_by_code": dict(sorted(self.refused_codes.items())),
             "decisions_by_reason": dict(sorted(self.decisions.items())),
@@ -187,7 +191,7 @@ def run_sweep(
     started = tick()
     now = now or rt.clock()
     calls_before = rt.client.calls_total()
-    summary = SweepSummary(trigger=trigger, dry_run=dry_run, slot=slot)
+    summary = SweepSummary(trigger=trigger, dry_run=dry_run, slot=slot, sent_here=send_inline)
 
     if not dry_run:
         run_id = _start_run(rt, trigger=trigger, slot=slot, now=rt.clock())
