@@ -69,6 +69,7 @@ class ClaimedIntent:
     tries: int
     ambiguous_tries: int
     lease_was_expired: bool
+    channel: str = "payment_request"
 
 
 def _utc(value: datetime) -> Any:
@@ -91,6 +92,7 @@ def add_intent(
     next_attempt_at: datetime | None = None,
     policy_version: str | None = None,
     policy_hash: str | None = None,
+    channel: str = "payment_request",
 ) -> int | None:
     """Insert a pending intent; return its id, or None if it already exists.
 
@@ -108,6 +110,7 @@ def add_intent(
         attempt_number=attempt_number,
         policy_version=policy_version,
         policy_hash=policy_hash,
+        channel=channel,
     )
     inserted = add_intents(
         session, run_id=run_id, intents=[new], now=now, next_attempt_at=next_attempt_at
@@ -201,6 +204,7 @@ def claim_intents(
                 ambiguous_tries=row.ambiguous_tries
                 + (1 if row.status == "sending" and row.post_started_at is not None else 0),
                 lease_was_expired=row.status == "sending",
+                channel=row.channel,
             )
             for row in rows
         ]
@@ -224,6 +228,39 @@ def _release(now: datetime) -> dict[str, Any]:
     return {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
 
 
+def holds_lease(session: Session, *, intent_id: int, owner: str, now: datetime) -> bool:
+    """We still hold the lease on the intent (checked before each step of a channel)."""
+    found = session.scalar(
+        select(Intent.id).where(_leased(intent_id, owner), Intent.lease_expires_at > _utc(now))
+    )
+    return found is not None
+
+
+def switch_channel(
+    session: Session, *, intent_id: int, owner: str, channel: str, now: datetime
+) -> bool:
+    """Send a leased intent through another channel from now on."""
+    return _update_leased(session, intent_id, owner, channel=channel, updated_at=now)
+
+
+def reopen_blocked(session: Session, *, intent_id: int, channel: str, now: datetime) -> bool:
+    """A blocked intent (no licence for payment requests) becomes pending on `channel`: no
+    payment request was created, so nothing can be asked twice."""
+    result = session.execute(
+        update(Intent)
+        .where(Intent.id == intent_id, Intent.status == "blocked")
+        .values(
+            status="pending",
+            channel=channel,
+            post_started_at=None,
+            next_attempt_at=now,
+            **_release(now),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
 def record_sent(
     session: Session,
     *,
@@ -243,6 +280,29 @@ def record_sent(
         owner,
         status="adopted" if adopted else "sent",
         lago_payment_request_id=lago_payment_request_id,
+        lago_invoice_ids=sorted(set(lago_invoice_ids)),
+        sent_at=now,
+        last_error_code=None,
+        last_error=_one_line(detail),
+        **_release(now),
+    )
+
+
+def record_emailed(
+    session: Session,
+    *,
+    intent_id: int,
+    owner: str,
+    now: datetime,
+    lago_invoice_ids: Iterable[str],
+    detail: str | None = None,
+) -> bool:
+    """Mark `sent` for the retry_and_email channel: the email was accepted (no Lago id)."""
+    return _update_leased(
+        session,
+        intent_id,
+        owner,
+        status="sent",
         lago_invoice_ids=sorted(set(lago_invoice_ids)),
         sent_at=now,
         last_error_code=None,
@@ -516,6 +576,7 @@ class NewIntent:
     attempt_number: int
     policy_version: str | None = None
     policy_hash: str | None = None
+    channel: str = "payment_request"
 
     @property
     def group_key(self) -> str:
@@ -554,6 +615,7 @@ def add_intents(
                 "invoice_ids": ids,
                 "amount_cents": new.amount_cents,
                 "email": new.email,
+                "channel": new.channel,
                 "policy": new.policy,
                 "policy_version": new.policy_version,
                 "policy_hash": new.policy_hash,
