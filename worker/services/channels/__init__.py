@@ -1,0 +1,1 @@
+"""Channels: the ways an intent asks a customer to pay (see `base`)."""
