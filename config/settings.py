@@ -119,6 +119,8 @@ class Settings(BaseSettings):
         default="Billing <billing@localhost>", validation_alias="DUNNING_SMTP_FROM"
     )
     smtp_reply_to: str | None = Field(default=None, validation_alias="DUNNING_SMTP_REPLY_TO")
+    #: Trust this CA (PEM) for the mail server's certificate, e.g. a private relay's.
+    smtp_ca_file: Path | None = Field(default=None, validation_alias="DUNNING_SMTP_CA_FILE")
     smtp_timeout_s: Annotated[float, Field(gt=0, le=600)] = Field(
         default=30.0, validation_alias="DUNNING_SMTP_TIMEOUT_S"
     )

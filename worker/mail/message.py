@@ -44,6 +44,8 @@ def build_message(
     message["Date"] = format_datetime(now)
     message["Message-ID"] = letter.message_id
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(letter.text)
-    message.add_alternative(letter.html, subtype="html")
+    # Quoted-printable keeps every line short (SMTP allows 998 characters), whatever the
+    # template makes.
+    message.set_content(letter.text, cte="quoted-printable")
+    message.add_alternative(letter.html, subtype="html", cte="quoted-printable")
     return message

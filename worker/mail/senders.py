@@ -17,6 +17,7 @@ import smtplib
 import ssl
 import tempfile
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 from typing import Protocol
 
@@ -141,7 +142,7 @@ class SmtpSender:
                 f"{self.destination} failed before the message: {_one_line(exc)}"
             ) from exc
         try:
-            code, _ = smtp.data(message.as_bytes())
+            code, _ = smtp.data(message.as_bytes(policy=SMTP_POLICY))
         except smtplib.SMTPDataError as exc:
             # smtplib raises this only when DATA itself is refused: no body was sent.
             raise MailNotSentError(refused(f"the message ({exc.smtp_code})")) from exc
@@ -175,4 +176,14 @@ def sender_from_settings(settings: Settings) -> MailSender:
         user=settings.smtp_user,
         password=password,
         timeout_s=settings.smtp_timeout_s,
+        tls_context=_tls_context(settings.smtp_ca_file),
     )
+
+
+def _tls_context(ca_file: Path | None) -> ssl.SSLContext | None:
+    if ca_file is None:
+        return None
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise MailError(f"DUNNING_SMTP_CA_FILE {ca_file}: cannot be read as PEM ({exc})") from exc

@@ -32,7 +32,7 @@ from sqlalchemy import Engine
 
 from worker.services.channels.base import PAYMENT_REQUEST, ChannelSet
 from worker.services.channels.payment_request import PaymentRequestChannel, call_lago
-from worker.services.send_recording import Answer, record_answers, reschedule
+from worker.services.send_recording import Answer, record_answers, retry_soon
 from worker.services.send_types import (
     DEFAULT_CLOCK_SKEW_SECONDS,
     DEFAULT_NOT_READY_RETRY_SECONDS,
@@ -117,14 +117,12 @@ def _send_claimed(
     chosen = (channels or default_channels(hooks)).for_intent(intent)
     if chosen is None:
         with write_tx(ctx.engine) as session:
-            return reschedule(
+            return retry_soon(
                 ctx,
                 session,
                 intent,
-                ctx.now() + ctx.retry,
                 "channel_unavailable",
-                f"this worker cannot send on channel {intent.channel!r}",
-                clear=True,
+                f"no {intent.channel} sender",
             )
     return chosen.send(ctx, intent)
 

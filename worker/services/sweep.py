@@ -42,6 +42,7 @@ from worker.policy.types import (
     Group,
     Reason,
 )
+from worker.services.channels import PAYMENT_REQUEST, channels_for
 from worker.services.collect_groups import (
     CollectedGroups,
     Malformed,
@@ -333,7 +334,7 @@ def _write_decisions(
         decided = iter(decided)
         while batch := list(islice(decided, _DECIDE_BATCH)):
             new = {
-                index: _new_intent(group, decision)
+                index: _new_intent(group, decision, _channel_of(rt, decision))
                 for index, (group, decision) in enumerate(batch)
                 if decision.kind is DecisionKind.ATTEMPT
             }
@@ -385,7 +386,13 @@ def _write_decisions(
     return exhausted
 
 
-def _new_intent(group: Group, decision: Decision) -> intents.NewIntent:
+def _channel_of(rt: Runtime, decision: Decision) -> str:
+    """The channel the decision's policy asks on (the default for a policy no longer there)."""
+    policy = rt.policies.by_name(decision.policy) if decision.policy else None
+    return policy.channel if policy is not None else PAYMENT_REQUEST
+
+
+def _new_intent(group: Group, decision: Decision, channel: str) -> intents.NewIntent:
     assert decision.attempt_number is not None
     return intents.NewIntent(
         external_customer_id=group.customer.external_id,
@@ -398,6 +405,7 @@ def _new_intent(group: Group, decision: Decision) -> intents.NewIntent:
         attempt_number=decision.attempt_number,
         policy_version=decision.policy_version,
         policy_hash=decision.policy_hash,
+        channel=channel,
     )
 
 
@@ -500,6 +508,7 @@ def _send_one(rt: Runtime, intent_id: int) -> SendOutcome:
         settle_seconds=rt.settings.settle_seconds,
         lease_seconds=rt.settings.lease_seconds,
         max_ambiguous_tries=rt.settings.max_ambiguous_tries,
+        channels=channels_for(rt),
     )
 
 
@@ -515,6 +524,7 @@ def _send_concurrently(rt: Runtime, intent_ids: list[int]) -> Iterator[SendOutco
         lease_seconds=rt.settings.lease_seconds,
         max_ambiguous_tries=rt.settings.max_ambiguous_tries,
         concurrency=rt.settings.http_concurrency,
+        channels=channels_for(rt),
     )
 
 
@@ -556,6 +566,7 @@ def _retry_with_still_overdue(
             now=now,
             policy_version=intent.policy_version,
             policy_hash=intent.policy_hash,
+            channel=intent.channel,
         )
     if retry_id is None:
         return None

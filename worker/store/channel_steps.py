@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.orm import Session
 
 from worker.store._dialect import insert_for
@@ -20,6 +21,25 @@ from worker.store.intents import holds_lease
 from worker.store.models import ChannelStep
 
 EMAIL = ""  # the `lago_invoice_id` of the email step
+
+
+@dataclass(frozen=True, slots=True)
+class StepRef:
+    """Which step, and who holds the intent's lease."""
+
+    intent_id: int
+    owner: str
+    kind: str
+    lago_invoice_id: str = EMAIL
+
+
+def _this(ref: StepRef) -> Any:
+    return and_(
+        ChannelStep.intent_id == ref.intent_id,
+        ChannelStep.kind == ref.kind,
+        ChannelStep.lago_invoice_id == ref.lago_invoice_id,
+        ChannelStep.status == "started",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,25 +72,22 @@ def steps_of(session: Session, intent_id: int) -> dict[tuple[str, str], Step]:
 
 def start_step(
     session: Session,
+    ref: StepRef,
     *,
-    intent_id: int,
-    owner: str,
-    kind: str,
-    lago_invoice_id: str,
     now: datetime,
     message_id: str | None = None,
     recipients: str | None = None,
 ) -> bool:
     """Stamp a step as started; False if the lease is gone or the step exists already."""
-    if not holds_lease(session, intent_id=intent_id, owner=owner, now=now):
+    if not holds_lease(session, intent_id=ref.intent_id, owner=ref.owner, now=now):
         return False
     table = ChannelStep.__table__
     inserted = session.execute(
         insert_for(session, table)
         .values(
-            intent_id=intent_id,
-            kind=kind,
-            lago_invoice_id=lago_invoice_id,
+            intent_id=ref.intent_id,
+            kind=ref.kind,
+            lago_invoice_id=ref.lago_invoice_id,
             status="started",
             started_at=now,
             message_id=message_id,
@@ -84,11 +101,8 @@ def start_step(
 
 def finish_step(
     session: Session,
+    ref: StepRef,
     *,
-    intent_id: int,
-    owner: str,
-    kind: str,
-    lago_invoice_id: str,
     now: datetime,
     status: str,
     payment_url: str | None = None,
@@ -96,16 +110,11 @@ def finish_step(
     detail: str | None = None,
 ) -> bool:
     """Record a started step's result; False if the lease is gone."""
-    if not holds_lease(session, intent_id=intent_id, owner=owner, now=now):
+    if not holds_lease(session, intent_id=ref.intent_id, owner=ref.owner, now=now):
         return False
     result = session.execute(
         update(ChannelStep)
-        .where(
-            ChannelStep.intent_id == intent_id,
-            ChannelStep.kind == kind,
-            ChannelStep.lago_invoice_id == lago_invoice_id,
-            ChannelStep.status == "started",
-        )
+        .where(_this(ref))
         .values(
             status=status,
             finished_at=now,
@@ -118,20 +127,11 @@ def finish_step(
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
-def forget_step(
-    session: Session, *, intent_id: int, owner: str, kind: str, lago_invoice_id: str, now: datetime
-) -> bool:
+def forget_step(session: Session, ref: StepRef, *, now: datetime) -> bool:
     """Remove a started step that certainly never left (no connection): it may be made again."""
-    if not holds_lease(session, intent_id=intent_id, owner=owner, now=now):
+    if not holds_lease(session, intent_id=ref.intent_id, owner=ref.owner, now=now):
         return False
-    session.execute(
-        delete(ChannelStep).where(
-            ChannelStep.intent_id == intent_id,
-            ChannelStep.kind == kind,
-            ChannelStep.lago_invoice_id == lago_invoice_id,
-            ChannelStep.status == "started",
-        )
-    )
+    session.execute(delete(ChannelStep).where(_this(ref)))
     return True
 
 

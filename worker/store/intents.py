@@ -333,6 +333,15 @@ def record_refused(
     )
 
 
+def record_refused_because(
+    session: Session, *, intent_id: int, owner: str, now: datetime, error_code: str, reason: str
+) -> bool:
+    """`record_refused` for a refusal of our own making (e.g. no email address)."""
+    return record_refused(
+        session, intent_id=intent_id, owner=owner, now=now, error_code=error_code, error=reason
+    )
+
+
 def record_blocked(
     session: Session, *, intent_id: int, owner: str, now: datetime, error_code: str, error: str
 ) -> bool:
