@@ -115,9 +115,8 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = Field(
         default=None, validation_alias="DUNNING_SMTP_PASSWORD", repr=False
     )
-    smtp_from: str = Field(
-        default="Billing <billing@localhost>", validation_alias="DUNNING_SMTP_FROM"
-    )
+    #: The From header; its display name signs the email (`Acme Billing <ar@acme.example>`).
+    smtp_from: str = Field(default="billing@localhost", validation_alias="DUNNING_SMTP_FROM")
     smtp_reply_to: str | None = Field(default=None, validation_alias="DUNNING_SMTP_REPLY_TO")
     #: Trust this CA (PEM) for the mail server's certificate, e.g. a private relay's.
     smtp_ca_file: Path | None = Field(default=None, validation_alias="DUNNING_SMTP_CA_FILE")

@@ -38,6 +38,11 @@ def company_name(sender: str) -> str:
     return name
 
 
+def _oldest_first(invoice: Invoice) -> tuple[str, str]:
+    due = invoice.payment_due_date.isoformat() if invoice.payment_due_date else "9999"
+    return due, invoice.number
+
+
 def build_statement(
     invoices: Iterable[Invoice],
     customer: Customer | None,
@@ -60,7 +65,7 @@ def build_statement(
             payment_url=links.get(invoice.lago_id),
             retried=invoice.lago_id in retried_ids,
         )
-        for invoice in invoices
+        for invoice in sorted(invoices, key=_oldest_first)
     )
     name = (customer.name if customer else None) or external_customer_id
     return Statement(
