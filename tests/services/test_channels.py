@@ -302,3 +302,27 @@ def test_the_smtp_password_is_in_no_repr(tmp_path: Path) -> None:
     assert SMTP_PASSWORD not in repr(sender)
     assert SMTP_PASSWORD not in repr(settings)
     assert SMTP_PASSWORD in settings.secret_values()  # so log scrubbing hides it
+
+
+def test_status_and_report_split_by_channel(env: Env) -> None:
+    from datetime import UTC, datetime
+
+    from worker.read.recovery import recovery
+    from worker.services.status import build_status
+
+    env.sweep("auto")
+    engine = make_engine(env.db)
+    try:
+        report = build_status(engine, now=datetime.now(UTC))
+        with read_session(engine) as session:
+            rows = recovery(session, since=None).rows
+    finally:
+        engine.dispose()
+    assert report.by_channel == {"retry_and_email": {"refused": 1, "sent": 4}}
+    assert report.channel_steps["email"] == {"done": 4}
+    assert report.channel_steps["retry"] == {"done": 5}
+    assert report.to_json()["by_channel"]["retry_and_email"]["sent"] == 4
+    assert {(row.currency, row.channel, row.asked) for row in rows} == {
+        ("USD", "retry_and_email", 3),
+        ("EUR", "retry_and_email", 1),
+    }
