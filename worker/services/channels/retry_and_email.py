@@ -34,7 +34,7 @@ from worker.mail import (
     message_id_for,
 )
 from worker.mail.statement import TemplateRenderError, render
-from worker.services.send_recording import retry_soon
+from worker.services.send_recording import reschedule, retry_soon
 from worker.services.send_types import SendContext, SendOutcome, SendStatus, lease_lost
 from worker.store import channel_steps, group_states, intents
 from worker.store.channel_steps import EMAIL, Step, StepRef
@@ -171,7 +171,10 @@ class RetryAndEmailChannel:
         except MailNotSentError as exc:
             with write_tx(ctx.engine) as session:
                 channel_steps.forget_step(session, ref, now=ctx.now())
-                return retry_soon(ctx, session, intent, "mail_not_sent", exc)
+                # The mail server was unreachable or refused: try again once the settle
+                # window has passed (an outage is seldom over in seconds).
+                when = ctx.now() + ctx.settle
+                return reschedule(ctx, session, intent, when, "mail_not_sent", exc, clear=True)
         except MailOutcomeUnknownError as exc:
             with write_tx(ctx.engine) as session:
                 channel_steps.finish_step(
