@@ -326,3 +326,23 @@ def test_status_and_report_split_by_channel(env: Env) -> None:
         ("USD", "retry_and_email", 3),
         ("EUR", "retry_and_email", 1),
     }
+
+
+@pytest.mark.parametrize("channel", ["retry_and_email", "auto"])
+def test_customer_scope_sends_one_statement_across_currencies(env: Env, channel: str) -> None:
+    summary = env.sweep(channel, policy_extra="    email_scope: customer\n")
+    assert summary.outcomes["sent"] == 3  # the fourth sent intent went with a sibling's email
+    card = [row for row in env.intents() if row.external_customer_id == "card"]
+    assert sorted((row.currency, row.status) for row in card) == [("EUR", "sent"), ("USD", "sent")]
+    ids = env.smtp.message_ids()
+    assert len(ids) == 3  # card (USD and EUR together), transfer, direct; mute has no address
+    assert set(ids.values()) == {1}
+    [statement] = [m.message for m in env.smtp.messages if m.recipients == ["card@billing.example"]]
+    text = statement.get_body(("plain",)).get_content()
+    assert "350.00 USD" in text
+    assert "100.00 EUR" in text
+    assert "Total due: 100.00 EUR, 350.00 USD" in text
+    # Both intents carry the one email, under one Message-ID.
+    email_steps = {(kind, status) for kind, _, status in _steps(env.db) if kind == "email"}
+    assert email_steps == {("email", "done")}
+    assert len(env.sandbox.invoice_payments()["retries"]) == 5

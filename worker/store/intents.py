@@ -13,7 +13,7 @@ Except `claim_intents` (which owns its transaction), the caller owns the transac
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -185,29 +185,54 @@ def claim_intents(
             )
             .execution_options(synchronize_session=False)
         )
-        return [
-            ClaimedIntent(
-                id=row.id,
-                external_customer_id=row.external_customer_id,
-                currency=row.currency,
-                billing_entity_code=row.billing_entity_code,
-                group_key=row.group_key,
-                invoice_ids=tuple(row.invoice_ids),
-                amount_cents=row.amount_cents,
-                email=row.email,
-                policy=row.policy,
-                attempt_number=row.attempt_number,
-                lease_owner=owner,
-                lease_expires_at=lease_expires_at,
-                earlier_post_started_at=row.post_started_at,
-                tries=row.tries + 1,
-                ambiguous_tries=row.ambiguous_tries
-                + (1 if row.status == "sending" and row.post_started_at is not None else 0),
-                lease_was_expired=row.status == "sending",
-                channel=row.channel,
-            )
-            for row in rows
-        ]
+        return [_claimed(row, owner, lease_expires_at) for row in rows]
+
+
+def _claimed(row: Intent, owner: str, lease_expires_at: datetime) -> ClaimedIntent:
+    """The claim of `row` (as it was read before the claim's update)."""
+    return ClaimedIntent(
+        id=row.id,
+        external_customer_id=row.external_customer_id,
+        currency=row.currency,
+        billing_entity_code=row.billing_entity_code,
+        group_key=row.group_key,
+        invoice_ids=tuple(row.invoice_ids),
+        amount_cents=row.amount_cents,
+        email=row.email,
+        policy=row.policy,
+        attempt_number=row.attempt_number,
+        lease_owner=owner,
+        lease_expires_at=lease_expires_at,
+        earlier_post_started_at=row.post_started_at,
+        tries=row.tries + 1,
+        ambiguous_tries=row.ambiguous_tries
+        + (1 if row.status == "sending" and row.post_started_at is not None else 0),
+        lease_was_expired=row.status == "sending",
+        channel=row.channel,
+    )
+
+
+def held_intents(
+    session: Session, *, owner: str, intent_ids: Collection[int], now: datetime
+) -> list[ClaimedIntent]:
+    """The intents among `intent_ids` that `owner` holds right now (claimed earlier)."""
+    rows = session.scalars(
+        select(Intent).where(
+            Intent.id.in_(list(intent_ids)),
+            Intent.status == "sending",
+            Intent.lease_owner == owner,
+            Intent.lease_expires_at > _utc(now),
+        )
+    ).all()
+    return [
+        replace(
+            _claimed(row, owner, row.lease_expires_at or now),
+            tries=row.tries,
+            ambiguous_tries=row.ambiguous_tries,
+            lease_was_expired=False,
+        )
+        for row in rows
+    ]
 
 
 def _leased(intent_id: int, owner: str) -> Any:
@@ -241,6 +266,33 @@ def switch_channel(
 ) -> bool:
     """Send a leased intent through another channel from now on."""
     return _update_leased(session, intent_id, owner, channel=channel, updated_at=now)
+
+
+def switch_open_channel(
+    session: Session,
+    *,
+    external_customer_id: str,
+    from_channel: str,
+    to_channel: str,
+    owner: str,
+    now: datetime,
+) -> int:
+    """The customer's intents on `from_channel` that are pending or held by `owner` move to
+    `to_channel` (nothing was sent for them yet on either); how many."""
+    result = session.execute(
+        update(Intent)
+        .where(
+            Intent.external_customer_id == external_customer_id,
+            Intent.channel == from_channel,
+            or_(
+                Intent.status == "pending",
+                and_(Intent.status == "sending", Intent.lease_owner == owner),
+            ),
+        )
+        .values(channel=to_channel, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def reopen_blocked(session: Session, *, intent_id: int, channel: str, now: datetime) -> bool:
@@ -510,6 +562,24 @@ def set_outcome(
 
 def get_intent(session: Session, intent_id: int) -> Intent | None:
     return session.get(Intent, intent_id)
+
+
+def open_intent_ids(
+    session: Session, *, external_customer_id: str, channel: str, exclude: int
+) -> list[int]:
+    """The customer's other open intents on `channel` (oldest first)."""
+    return list(
+        session.scalars(
+            select(Intent.id)
+            .where(
+                Intent.external_customer_id == external_customer_id,
+                Intent.channel == channel,
+                Intent.status.in_(OPEN_INTENT_STATUSES),
+                Intent.id != exclude,
+            )
+            .order_by(Intent.id)
+        )
+    )
 
 
 def due_intent_ids(session: Session, *, now: datetime, limit: int = 1000) -> list[int]:

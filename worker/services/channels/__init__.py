@@ -25,6 +25,7 @@ def build_channels(
         mailer=sender_from_settings(settings),
         mail=MailSettings(sender=settings.smtp_from, reply_to=settings.smtp_reply_to),
         policies=policies,
+        lease_seconds=settings.lease_seconds,
     )
     memory = LicenceMemory(settings.data_dir, client.base_url)
     auto = AutoChannel(payment_request, retry_and_email, memory, settings.lease_seconds)

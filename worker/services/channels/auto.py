@@ -12,12 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from worker.services.send_types import SendContext, SendOutcome, SendStatus, lease_lost
+from worker.services.send_types import (
+    SendContext,
+    SendOutcome,
+    SendStatus,
+    lease_lost,
+    not_claimed,
+)
 from worker.store import intents
 from worker.store.db import write_tx
 from worker.store.intents import ClaimedIntent
 
 from .base import AUTO, RETRY_AND_EMAIL, Channel
+from .retry_and_email import still_held
 
 
 class LicenceMemory(Protocol):
@@ -35,8 +42,10 @@ class AutoChannel:
     name: str = AUTO
 
     def send(self, ctx: SendContext, intent: ClaimedIntent) -> SendOutcome:
+        if not still_held(ctx, intent):
+            return not_claimed(intent.id)  # e.g. emailed with a sibling (email_scope: customer)
         if self.memory.known_unlicensed():
-            return self._on(ctx, intent, self.retry_and_email)
+            return self._fall_back(ctx, intent)
         outcome = self._on(ctx, intent, self.payment_request)
         if outcome.status is not SendStatus.BLOCKED or outcome.error_code != "feature_unavailable":
             return outcome
@@ -57,7 +66,21 @@ class AutoChannel:
         )
         if not claimed:
             return lease_lost(intent.id)
-        return self.retry_and_email.send(ctx, claimed[0])
+        return self._fall_back(ctx, claimed[0])
+
+    def _fall_back(self, ctx: SendContext, intent: ClaimedIntent) -> SendOutcome:
+        """This intent and the customer's other open `auto` intents (not held by someone
+        else) go over to retry_and_email, so a customer-wide statement can include them."""
+        with write_tx(ctx.engine) as session:
+            intents.switch_open_channel(
+                session,
+                external_customer_id=intent.external_customer_id,
+                from_channel=AUTO,
+                to_channel=RETRY_AND_EMAIL,
+                owner=ctx.owner,
+                now=ctx.now(),
+            )
+        return self.retry_and_email.send(ctx, intent)
 
     def _on(self, ctx: SendContext, intent: ClaimedIntent, channel: Channel) -> SendOutcome:
         with write_tx(ctx.engine) as session:

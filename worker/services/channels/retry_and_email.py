@@ -1,17 +1,19 @@
 """The `retry_and_email` channel: for a Lago without the premium licence.
 
-For one claimed intent (a group's overdue invoices):
-1. Steps an earlier holder started and never recorded become `unknown` (never repeated); an
-   email in that state sends the intent to review (an email cannot be recalled).
-2. Read each invoice again (`GET /invoices/{id}`): only those still owed are retried, linked
-   and listed; none left: refused `invoices_not_overdue` (the sweep re-evaluates the group).
-3. Where the customer has a payment provider: retry each invoice's payment, once
-   (`invoice_steps.retry_invoice`), and get a payment link where Lago can make one.
-4. Send ONE email listing the invoices, amounts due and links. The email step is stamped
-   with its Message-ID (derived from the intent's key) before SMTP; accepted: the intent is
-   `sent` in the same transaction. Certainly not sent: rescheduled. Outcome unknown (the
-   connection dropped after the body): `needs_review`, never resent.
-No address: the retries stand and the intent is refused `no_email` (a reasoned skip).
+For one claimed intent (a group's overdue invoices), or with `email_scope: customer` that
+intent and the customer's other pending intents on this channel (claimed with it, each
+keeping its own ledger row):
+1. `prepare_group`: steps an earlier holder left `started` become `unknown`; each invoice is
+   read again and only those still owed are kept; where the customer has a payment provider,
+   each is retried once and linked where Lago can. An email step from an earlier try means
+   the email is never sent again: `sent` if it was accepted, `needs_review` if unknown.
+2. Send ONE email listing the invoices, amounts due and links. The email step is stamped on
+   every intent of the email with its Message-ID (derived from the intents' keys) before
+   SMTP; accepted: the intents are `sent` in the same transaction. Certainly not sent:
+   rescheduled after the settle window. Outcome unknown (the connection dropped after the
+   body): `needs_review`, never resent.
+No address: the retries stand and the intent is refused `no_email` (a reasoned skip); no
+invoice owed any more: refused `invoices_not_overdue` (the sweep re-evaluates the group).
 """
 
 from __future__ import annotations
@@ -21,9 +23,8 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from config.policies import PolicySet
-from worker.lago.errors import LagoError, LagoNotFoundError
-from worker.lago.models import Customer, Invoice
+from config.policies import Policy, PolicySet
+from worker.lago.models import Invoice
 from worker.logging import get_logger
 from worker.mail import (
     Letter,
@@ -35,26 +36,31 @@ from worker.mail import (
 )
 from worker.mail.statement import TemplateRenderError, render
 from worker.services.send_recording import reschedule, retry_soon
-from worker.services.send_types import SendContext, SendOutcome, SendStatus, lease_lost
+from worker.services.send_types import (
+    SendContext,
+    SendOutcome,
+    SendStatus,
+    lease_lost,
+    not_claimed,
+)
 from worker.store import channel_steps, group_states, intents
-from worker.store.channel_steps import EMAIL, Step, StepRef
-from worker.store.db import write_tx
+from worker.store.channel_steps import StepRef
+from worker.store.db import read_session, write_tx
 from worker.store.intents import ClaimedIntent
 
 from .base import RETRY_AND_EMAIL
-from .invoice_steps import (
-    NO_LINK_PROVIDERS,
-    InvoicePaymentsApi,
-    LeaseLostError,
-    StopSendingError,
-    link_for_invoice,
-    retry_invoice,
-)
-from .statement_for import build_statement, company_name, recipients, still_owed
+from .invoice_steps import InvoicePaymentsApi, LeaseLostError, StopSendingError
+from .prepare_group import Prepared, UnreadableError, prepare
+from .statement_for import build_statement, company_name, recipients
 
 log = get_logger(__name__)
 
 NOT_OVERDUE = "invoices_not_overdue"
+
+
+def still_held(ctx: SendContext, intent: ClaimedIntent) -> bool:
+    with read_session(ctx.engine) as session:
+        return intents.holds_lease(session, intent_id=intent.id, owner=ctx.owner, now=ctx.now())
 
 
 def email_key(intent: ClaimedIntent) -> str:
@@ -74,133 +80,174 @@ class RetryAndEmailChannel:
     mailer: MailSender
     mail: MailSettings
     policies: PolicySet | None = None
+    lease_seconds: int = 300
     name: str = RETRY_AND_EMAIL
 
     def send(self, ctx: SendContext, intent: ClaimedIntent) -> SendOutcome:
+        with read_session(ctx.engine) as session:
+            if not intents.holds_lease(
+                session, intent_id=intent.id, owner=ctx.owner, now=ctx.now()
+            ):
+                # Sent along with a sibling's email (email_scope: customer), or lease gone.
+                return not_claimed(intent.id)
+        batch = [intent, *self._siblings(ctx, intent)]
         try:
-            return self._send(ctx, intent)
+            return self._send(ctx, batch)
         except LeaseLostError:
             return lease_lost(intent.id, posted=True)
-        except StopSendingError as exc:
+        except (StopSendingError, UnreadableError) as exc:
+            code = "unauthorized" if isinstance(exc, StopSendingError) else "lago_unreadable"
             with write_tx(ctx.engine) as session:
-                return retry_soon(ctx, session, intent, "unauthorized", exc.error)
+                outcomes = [retry_soon(ctx, session, one, code, exc.error) for one in batch]
+            return outcomes[0]
 
-    def _send(self, ctx: SendContext, intent: ClaimedIntent) -> SendOutcome:
-        with write_tx(ctx.engine) as session:
-            channel_steps.settle_started(
-                session, intent_id=intent.id, owner=ctx.owner, now=ctx.now()
+    def _policy(self, intent: ClaimedIntent) -> Policy | None:
+        if self.policies is None or intent.policy is None:
+            return None
+        return self.policies.by_name(intent.policy)
+
+    def _customer_scope(self, intent: ClaimedIntent) -> bool:
+        policy = self._policy(intent)
+        return policy is not None and policy.email_scope == "customer"
+
+    def _siblings(self, ctx: SendContext, intent: ClaimedIntent) -> list[ClaimedIntent]:
+        """With `email_scope: customer`: the customer's other open intents on this channel
+        whose policy says the same, claimed now (or already held by us) to share the email."""
+        if not self._customer_scope(intent):
+            return []
+        with read_session(ctx.engine) as session:
+            candidates = intents.open_intent_ids(
+                session,
+                external_customer_id=intent.external_customer_id,
+                channel=RETRY_AND_EMAIL,
+                exclude=intent.id,
             )
-            steps = channel_steps.steps_of(session, intent.id)
-        email = steps.get(("email", EMAIL))
-        if email is not None:
-            return self._after_earlier_email(ctx, intent, email)
-        owed: list[Invoice] = []
-        for lago_id in intent.invoice_ids:
-            try:
-                invoice = self.api.get_invoice(lago_id)
-            except LagoNotFoundError:
-                continue
-            except LagoError as exc:
-                return self._reschedule(ctx, intent, "lago_unreadable", exc)
-            if still_owed(invoice):
-                owed.append(invoice)
-        if not owed:
-            return self._final(ctx, intent, NOT_OVERDUE, "none of the invoices is owed any more")
-        customer = owed[0].customer
-        provider = customer.payment_provider if customer is not None else None
-        retried: list[str] = []
-        links: dict[str, str] = {}
-        if provider:
-            for invoice in owed:
-                earlier = steps.get(("retry", invoice.lago_id))
-                if retry_invoice(ctx, self.api, intent, invoice.lago_id, earlier):
-                    retried.append(invoice.lago_id)
-            if provider not in NO_LINK_PROVIDERS:
-                for invoice in owed:
-                    earlier = steps.get(("link", invoice.lago_id))
-                    url = link_for_invoice(ctx, self.api, intent, invoice.lago_id, earlier)
-                    if url:
-                        links[invoice.lago_id] = url
-        summary = f"{len(retried)} payment retries, {len(links)} payment links"
-        to = recipients(intent.email, customer.email if customer else None)
+            held = intents.held_intents(
+                session, owner=ctx.owner, intent_ids=candidates, now=ctx.now()
+            )
+        claimed = intents.claim_intents(
+            ctx.engine,
+            owner=ctx.owner,
+            now=ctx.now(),
+            lease_seconds=self.lease_seconds,
+            limit=max(1, len(candidates)),
+            intent_ids=[i for i in candidates if i not in {one.id for one in held}],
+        ) if candidates else []  # fmt: skip
+        joined = [one for one in [*held, *claimed] if self._customer_scope(one)]
+        others = [one.id for one in claimed if not self._customer_scope(one)]
+        if others:
+            with write_tx(ctx.engine) as session:
+                intents.release_unstarted(
+                    session, owner=ctx.owner, intent_ids=others, now=ctx.now()
+                )
+        return joined
+
+    def _send(self, ctx: SendContext, batch: list[ClaimedIntent]) -> SendOutcome:
+        outcomes: dict[int, SendOutcome] = {}
+        ready: list[Prepared] = []
+        for intent in batch:
+            prepared = prepare(ctx, self.api, intent)
+            if prepared.earlier_email is not None:
+                outcomes[intent.id] = self._after_earlier_email(ctx, prepared)
+            elif not prepared.owed:
+                why = "none of the invoices is owed any more"
+                outcomes[intent.id] = self._final(ctx, intent, NOT_OVERDUE, why)
+            else:
+                ready.append(prepared)
+        if ready:
+            for outcome in self._email(ctx, ready):
+                outcomes[outcome.intent_id] = outcome
+        return outcomes[batch[0].id]
+
+    def _email(self, ctx: SendContext, ready: list[Prepared]) -> list[SendOutcome]:
+        lead = ready[0]
+        customer = next((p.customer for p in ready if p.customer is not None), None)
+        summary = "; ".join(p.summary for p in ready)
+        to = recipients(lead.intent.email, customer.email if customer else None)
         if not to:
-            return self._final(
-                ctx, intent, "no_email", f"{summary}; the customer has no email address"
-            )
-        return self._email(ctx, intent, owed, customer, to, links, retried, summary)
-
-    def _email(
-        self,
-        ctx: SendContext,
-        intent: ClaimedIntent,
-        owed: list[Invoice],
-        customer: Customer | None,
-        to: tuple[str, ...],
-        links: dict[str, str],
-        retried: list[str],
-        summary: str,
-    ) -> SendOutcome:
+            why = f"{summary}; the customer has no email address"
+            return [self._final(ctx, p.intent, "no_email", why) for p in ready]
+        owed = [invoice for p in ready for invoice in p.owed]
         statement = build_statement(
             owed,
             customer,
-            external_customer_id=intent.external_customer_id,
-            links=links,
-            retried=retried,
+            external_customer_id=lead.intent.external_customer_id,
+            links={k: v for p in ready for k, v in p.links.items()},
+            retried=[lago_id for p in ready for lago_id in p.retried],
             company=company_name(self.mail.sender),
             reply_to=self.mail.reply_to,
         )
-        policy = self.policies.by_name(intent.policy) if self.policies and intent.policy else None
-        template = policy.template_for(intent.attempt_number) if policy else None
+        policy = self._policy(lead.intent)
+        template = policy.template_for(lead.intent.attempt_number) if policy else None
         try:
             rendered = render(statement, template)
         except TemplateRenderError as exc:
-            return self._final(ctx, intent, "template_error", str(exc))
-        message_id = message_id_for(email_key(intent))
+            return [self._final(ctx, p.intent, "template_error", str(exc)) for p in ready]
+        message_id = message_id_for(" + ".join(sorted(email_key(p.intent) for p in ready)))
         letter = Letter(to, rendered.subject, rendered.text, rendered.html, message_id)
         message = build_message(
             letter, sender=self.mail.sender, reply_to=self.mail.reply_to, now=ctx.now()
         )
-        ref = StepRef(intent.id, ctx.owner, "email")
+        refs = [StepRef(p.intent.id, ctx.owner, "email") for p in ready]
         with write_tx(ctx.engine) as session:
-            if not channel_steps.start_step(
-                session, ref, now=ctx.now(), message_id=message_id, recipients=", ".join(to)
-            ):
-                raise LeaseLostError
+            for ref in refs:
+                if not channel_steps.start_step(
+                    session, ref, now=ctx.now(), message_id=message_id, recipients=", ".join(to)
+                ):
+                    raise LeaseLostError  # rolls back every stamp of this email
         try:
             self.mailer.send(message)
         except MailNotSentError as exc:
-            with write_tx(ctx.engine) as session:
-                channel_steps.forget_step(session, ref, now=ctx.now())
-                # The mail server was unreachable or refused: try again once the settle
-                # window has passed (an outage is seldom over in seconds).
-                when = ctx.now() + ctx.settle
-                return reschedule(ctx, session, intent, when, "mail_not_sent", exc, clear=True)
+            return self._not_sent(ctx, ready, refs, exc)
         except MailOutcomeUnknownError as exc:
             with write_tx(ctx.engine) as session:
-                channel_steps.finish_step(
-                    session,
-                    ref,
-                    now=ctx.now(),
-                    status="unknown",
-                    error_code="mail_unknown",
-                    detail=str(exc),
-                )
-            return self._review(ctx, intent, message_id, str(exc))
+                for ref in refs:
+                    channel_steps.finish_step(
+                        session, ref, now=ctx.now(), status="unknown",
+                        error_code="mail_unknown", detail=str(exc),
+                    )  # fmt: skip
+            return [self._review(ctx, p.intent, message_id, str(exc)) for p in ready]
         detail = f"emailed {len(to)} recipient(s), {len(owed)} invoices; {summary}"
         with write_tx(ctx.engine) as session:
             now = ctx.now()
-            recorded = channel_steps.finish_step(
-                session, ref, now=now, status="done"
-            ) and _record_emailed(session, intent, owed, now, detail)
-        if not recorded:
-            return lease_lost(intent.id, posted=True)
-        log.info("channel.emailed", intent_id=intent.id, message_id=message_id, invoices=len(owed))
-        return SendOutcome(intent.id, SendStatus.SENT, detail=detail, posted=True)
+            recorded = [
+                channel_steps.finish_step(session, ref, now=now, status="done")
+                and _record_emailed(session, p.intent, p.owed, now, detail)
+                for ref, p in zip(refs, ready, strict=True)
+            ]
+        log.info("channel.emailed", intent_ids=[p.intent.id for p in ready], message_id=message_id)
+        return [
+            SendOutcome(p.intent.id, SendStatus.SENT, detail=detail, posted=True)
+            if ok
+            else lease_lost(p.intent.id, posted=True)
+            for ok, p in zip(recorded, ready, strict=True)
+        ]
 
-    def _after_earlier_email(
-        self, ctx: SendContext, intent: ClaimedIntent, email: Step
-    ) -> SendOutcome:
+    def _not_sent(
+        self,
+        ctx: SendContext,
+        ready: list[Prepared],
+        refs: list[StepRef],
+        exc: MailNotSentError,
+    ) -> list[SendOutcome]:
+        """The mail server was unreachable or refused: try again once the settle window has
+        passed (an outage is seldom over in seconds)."""
+        with write_tx(ctx.engine) as session:
+            when = ctx.now() + ctx.settle
+            outcomes = []
+            for ref, prepared in zip(refs, ready, strict=True):
+                channel_steps.forget_step(session, ref, now=ctx.now())
+                outcomes.append(
+                    reschedule(
+                        ctx, session, prepared.intent, when, "mail_not_sent", exc, clear=True
+                    )
+                )
+        return outcomes
+
+    def _after_earlier_email(self, ctx: SendContext, prepared: Prepared) -> SendOutcome:
         """An earlier try got as far as the email: never send it again."""
+        intent, email = prepared.intent, prepared.earlier_email
+        assert email is not None
         if email.status == "done":
             with write_tx(ctx.engine) as session:
                 if not _record_emailed(session, intent, [], ctx.now(), "emailed by an earlier try"):
@@ -238,12 +285,6 @@ class RetryAndEmailChannel:
         if not recorded:
             return lease_lost(intent.id, posted=posted)
         return SendOutcome(intent.id, status, error_code=code, detail=why, posted=posted)
-
-    def _reschedule(
-        self, ctx: SendContext, intent: ClaimedIntent, code: str, exc: Exception
-    ) -> SendOutcome:
-        with write_tx(ctx.engine) as session:
-            return retry_soon(ctx, session, intent, code, exc)
 
 
 def _record_emailed(
