@@ -151,6 +151,8 @@ def _steps(db_url: str) -> list[tuple[str, str, str]]:
 def test_auto_falls_back_and_sends_one_email_per_group(env: Env) -> None:
     summary = env.sweep("auto")
     assert summary.blocked is None
+    assert summary.sent_by_channel == {"retry_and_email": 4}
+    assert summary.as_dict()["payment_requests_created"] == 0
     # The first group met the 403; every later one went straight to the fallback.
     assert env.sandbox.request_count(PAYMENT_REQUESTS) == 1
     assert (env.folder / "data" / "licence.json").exists()

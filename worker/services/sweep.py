@@ -42,7 +42,7 @@ from worker.policy.types import (
     Group,
     Reason,
 )
-from worker.services.channels import PAYMENT_REQUEST, channels_for
+from worker.services.channels import PAYMENT_REQUEST, RETRY_AND_EMAIL, channels_for
 from worker.services.collect_groups import (
     CollectedGroups,
     Malformed,
@@ -118,6 +118,8 @@ class SweepSummary:
     decisions: Counter[str] = field(default_factory=Counter)
     intent_ids: list[int] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
+    #: Sent intents by channel (payment_request, retry_and_email).
+    sent_by_channel: Counter[str] = field(default_factory=Counter)
     refused_codes: Counter[str] = field(default_factory=Counter)
     exhaustion_actions: int = 0
     api_calls: int = 0
@@ -151,7 +153,8 @@ class SweepSummary:
             "invoices_skipped": self.invoices_skipped,
             "requested_elsewhere": self.requested_elsewhere,
             "intents_created": len(self.intent_ids),
-            "payment_requests_created": self.requests_created,
+            "payment_requests_created": self.sent_by_channel[PAYMENT_REQUEST],
+            "emails_sent": self.sent_by_channel[RETRY_AND_EMAIL],
             "outcomes": dict(sorted(self.outcomes.items())),
             "refused_by_code": dict(sorted(self.refused_codes.items())),
             "decisions_by_reason": dict(sorted(self.decisions.items())),
@@ -622,6 +625,8 @@ def _finish(
 
 def _count(summary: SweepSummary, outcome: SendOutcome) -> None:
     summary.outcomes[outcome.status] += 1
+    if outcome.status == "sent":
+        summary.sent_by_channel[outcome.channel or PAYMENT_REQUEST] += 1
     if outcome.status == "refused" and outcome.error_code:
         summary.refused_codes[outcome.error_code] += 1
     if outcome.status == "blocked":

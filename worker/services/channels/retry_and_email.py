@@ -18,7 +18,7 @@ invoice owed any more: refused `invoices_not_overdue` (the sweep re-evaluates th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -84,12 +84,12 @@ class RetryAndEmailChannel:
     name: str = RETRY_AND_EMAIL
 
     def send(self, ctx: SendContext, intent: ClaimedIntent) -> SendOutcome:
-        with read_session(ctx.engine) as session:
-            if not intents.holds_lease(
-                session, intent_id=intent.id, owner=ctx.owner, now=ctx.now()
-            ):
-                # Sent along with a sibling's email (email_scope: customer), or lease gone.
-                return not_claimed(intent.id)
+        return replace(self._send_held(ctx, intent), channel=self.name)
+
+    def _send_held(self, ctx: SendContext, intent: ClaimedIntent) -> SendOutcome:
+        if not still_held(ctx, intent):
+            # Sent along with a sibling's email (email_scope: customer), or the lease is gone.
+            return not_claimed(intent.id)
         batch = [intent, *self._siblings(ctx, intent)]
         try:
             return self._send(ctx, batch)
