@@ -35,6 +35,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.chaos_email import (
+    EMAIL_FAULTS,
+    RETRY_ENDPOINT,
+    SMTP_KILL_GAP_S,
+    SmtpSink,
+    email_audit,
+    start_smtp_sink,
+)
 from bench.policy_file import write_policy_file
 from bench.procs import Child, Children, HarnessError, stop_all, supervised, wait_for_output
 from bench.sandbox_proc import SandboxControl, SandboxSpec, count_calls, start_sandbox
@@ -49,6 +57,7 @@ from bench.stack import (
     worker_child,
 )
 from bench.verify import Audit, audit, groups_to_dun
+from bench.verify_email import EmailAudit
 
 SWEEP = "dunning.sweep"
 RECONCILE = "dunning.reconcile"
@@ -122,7 +131,7 @@ WORKER_ENV = {
 RATE_LIMIT_RPS = {"embedded": "8", "prod": "20"}
 #: The careless stack's sandbox: a Lago that checks nothing and garbles some answers.
 CARELESS_ANSWER_RATE = 0.05
-STACKS = ("embedded", "prod", "careless")
+STACKS = ("embedded", "prod", "careless", "email")
 #: Worker boot can be slow on a loaded machine; chaos starts once all are ready.
 READY_TIMEOUT_S = 120.0
 #: Share of the groups that only become overdue during the chaos phase, released evenly over
@@ -140,6 +149,7 @@ class StackReport:
     kills: int = 0
     beat_restarts: int = 0
     redis_restarts: int = 0
+    smtp_kills: int = 0
     posts: int = 0
     api_calls: int = 0
     http_429: int = 0
@@ -158,6 +168,7 @@ class StackReport:
             "kills": self.kills,
             "beat_restarts": self.beat_restarts,
             "redis_restarts": self.redis_restarts,
+            "smtp_kills": self.smtp_kills,
             "posts": self.posts,
             "api_calls": self.api_calls,
             "http_429": self.http_429,
@@ -194,7 +205,8 @@ def run_stack(
     log_dir = run_dir / stack / "logs"
     data_dir = run_dir / stack / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    policy = write_policy_file(run_dir / stack)
+    email = stack == "email"
+    policy = write_policy_file(run_dir / stack, channel="auto" if email else "payment_request")
     spec = SandboxSpec(
         customers=plan.customers,
         invoices_per_customer=plan.invoices_per_customer,
@@ -211,6 +223,9 @@ def run_stack(
     )
     with supervised() as children:
         _, sandbox = start_sandbox(children, spec, log_dir=log_dir)
+        sink = start_smtp_sink(children, log_dir=log_dir, data_dir=data_dir) if email else None
+        if email:
+            sandbox.set_faults(**EMAIL_FAULTS)
         try:
             if stack == "prod":
                 with fresh_postgres_database("dunning_chaos") as database_url:
@@ -231,9 +246,13 @@ def run_stack(
                 data_dir=data_dir,
                 policy_file=policy,
                 lago_url=sandbox.url,
-                env={**WORKER_ENV, "DUNNING_RATE_LIMIT_RPS": RATE_LIMIT_RPS["embedded"]},
+                env={
+                    **WORKER_ENV,
+                    "DUNNING_RATE_LIMIT_RPS": RATE_LIMIT_RPS["embedded"],
+                    **(sink.env() if sink else {}),
+                },
             )
-            return _run(config, plan, rng, children, sandbox, log_dir, say, None, None)
+            return _run(config, plan, rng, children, sandbox, log_dir, say, None, None, smtp=sink)
         finally:
             sandbox.close()
 
@@ -248,6 +267,8 @@ def _run(
     say: Callable[[str], None],
     redis: Child | None,
     redis_port: int | None,
+    *,
+    smtp: SmtpSink | None = None,
 ) -> StackReport:
     settings = config.settings()
     ledger = Ledger(settings.resolved_database_url)
@@ -270,7 +291,19 @@ def _run(
         say(f"[{config.name}] chaos for {plan.chaos_seconds:.0f} s ({plan.workers} workers)")
         started = time.monotonic()
         _chaos(
-            config, plan, rng, sandbox, sender, workers, beat, redis, redis_port, held, report, say
+            config,
+            plan,
+            rng,
+            sandbox,
+            sender,
+            workers,
+            beat,
+            redis,
+            redis_port,
+            held,
+            report,
+            say,
+            smtp=smtp.child if smtp else None,
         )
         report.chaos_s = time.monotonic() - started
         during = sandbox.stats()
@@ -282,7 +315,8 @@ def _run(
         sandbox.set_faults(**NO_FAULTS)
         say(f"[{config.name}] faults off; settling (at most {plan.settle_timeout_s:.0f} s)")
         started = time.monotonic()
-        report.settled = _settle(plan, sandbox, sender, ledger, [*workers, beat], redis)
+        processes = [*workers, beat, *([smtp.child] if smtp else [])]
+        report.settled = _settle(plan, sandbox, sender, ledger, processes, redis)
         report.settle_s = time.monotonic() - started
         if not report.settled:
             report.notes.append("did not settle within the bound; audited as is")
@@ -296,6 +330,10 @@ def _run(
     report.http_429 = count_calls(stats, status="429")
     report.http_5xx = sum(count_calls(stats, status=code) for code in ("500", "502", "503"))
     report.enqueue_failures = sender.failures
+    if smtp is not None:
+        report.audit = email_audit(sandbox, ledger, smtp, requests=_created_requests(sandbox))
+        ledger.close()
+        return report
     report.audit = audit(
         # On the careless stack what the worker can know is what the careless Lago shows.
         invoices=sandbox.invoices(careless_view=config.name == "careless"),
@@ -319,8 +357,12 @@ def _chaos(
     held: list[list[str]],
     report: StackReport,
     say: Callable[[str], None],
+    *,
+    smtp: Child | None = None,
 ) -> None:
     start = time.monotonic()
+    activity = RETRY_ENDPOINT if smtp else POST_ENDPOINT
+    next_smtp_kill = start + rng.uniform(*SMTP_KILL_GAP_S) if smtp else None
     release_every = RELEASE_WITHIN * plan.chaos_seconds / max(1, len(held))
     tickers_release = Ticker(release_every, lambda: _release(sandbox, held))
     end = start + plan.chaos_seconds
@@ -338,7 +380,7 @@ def _chaos(
     ]
     while (now := time.monotonic()) < hard_end:
         if now >= end and now >= next_check:
-            if not held and _posts(sandbox) >= plan.min_chaos_posts:
+            if not held and _posts(sandbox, activity) >= plan.min_chaos_posts:
                 break
             next_check = now + 1.0
         for ticker in tickers:
@@ -355,6 +397,12 @@ def _chaos(
                 report.kills += 1
                 restart_queue.append((now + rng.uniform(0.3, 1.5), victim))
             next_kill = now + rng.uniform(*plan.kill_gap_s)
+        if smtp is not None and next_smtp_kill is not None and now >= next_smtp_kill:
+            # Mid-send when it can: the server notes a message, then waits before answering.
+            smtp.kill()
+            report.smtp_kills += 1
+            restart_queue.append((now + rng.uniform(0.3, 1.2), smtp))
+            next_smtp_kill = now + rng.uniform(*SMTP_KILL_GAP_S)
         if beat_times and now >= beat_times[0]:
             beat_times.pop(0)
             beat.kill()
@@ -379,8 +427,13 @@ def _chaos(
         _release(sandbox, held)
 
 
-def _posts(sandbox: SandboxControl) -> int:
-    return sum(sandbox.stats().get(POST_ENDPOINT, {}).values())
+def _posts(sandbox: SandboxControl, endpoint: str = POST_ENDPOINT) -> int:
+    return sum(sandbox.stats().get(endpoint, {}).values())
+
+
+def _created_requests(sandbox: SandboxControl) -> int:
+    """Payment requests our worker created (none on a Lago without the licence)."""
+    return sum(1 for request in sandbox.payment_requests() if request.get("origin") == "api")
 
 
 def _hold_back(sandbox: SandboxControl, rng: random.Random, share: float) -> list[list[str]]:
@@ -466,6 +519,11 @@ def print_reports(reports: list[StackReport]) -> None:
         ),
         ("intents by status", lambda r: _fmt(r.audit.by_status)),
         ("refused by code", lambda r: _fmt(r.audit.refused_codes)),
+        ("emails taken by the SMTP server", lambda r: _email(r, "emails")),
+        ("duplicate emails (by Message-ID)", lambda r: _email(r, "email_duplicates")),
+        ("groups in review (email outcome unknown)", lambda r: _email(r, "reviewed")),
+        ("payment retries / taken twice", lambda r: _email(r, "retries", "retry_duplicates")),
+        ("SMTP server kills", lambda r: r.smtp_kills if r.stack == "email" else "-"),
         ("worker kills", lambda r: r.kills),
         ("beat restarts", lambda r: r.beat_restarts),
         ("redis restarts", lambda r: r.redis_restarts),
@@ -485,6 +543,13 @@ def print_reports(reports: list[StackReport]) -> None:
             print(f"  [{report.stack}] note: {note}")
 
 
+def _email(report: StackReport, *names: str) -> str:
+    """Figures only the email stack has ("-" elsewhere)."""
+    if not isinstance(report.audit, EmailAudit):
+        return "-"
+    return " / ".join(str(getattr(report.audit, name)) for name in names)
+
+
 def _fmt(counter: dict[str, int]) -> str:
     return ", ".join(f"{key}={value}" for key, value in sorted(counter.items())) or "-"
 
@@ -496,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         "--stack",
         choices=[*STACKS, "both", "all"],
         default="all",
-        help="both = embedded and prod; all (default) = embedded, prod and careless",
+        help="both = embedded and prod; all (default) = embedded, prod, careless and email",
     )
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")

@@ -15,7 +15,9 @@ GENERATED_CURRENCIES = ("AUD", "EUR", "GBP", "INR", "SGD", "USD")
 POLICY_NAME = "bench_everyone"
 
 
-def policy_yaml(*, cron: str = "* * * * *", max_attempts: int = 1) -> str:
+def policy_yaml(
+    *, cron: str = "* * * * *", max_attempts: int = 1, channel: str = "payment_request"
+) -> str:
     thresholds = ", ".join(f"{currency}: 0" for currency in GENERATED_CURRENCIES)
     return (
         "version: 1\n"
@@ -28,11 +30,18 @@ def policy_yaml(*, cron: str = "* * * * *", max_attempts: int = 1) -> str:
         "    days_between_attempts: 30\n"
         f"    max_attempts: {max_attempts}\n"
         "    on_exhausted: {action: stop}\n"
+        f"    channel: {channel}\n"
     )
 
 
-def write_policy_file(directory: Path, *, cron: str = "* * * * *", max_attempts: int = 1) -> Path:
+def write_policy_file(
+    directory: Path,
+    *,
+    cron: str = "* * * * *",
+    max_attempts: int = 1,
+    channel: str = "payment_request",
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "bench-policies.yaml"
-    path.write_text(policy_yaml(cron=cron, max_attempts=max_attempts))
+    path.write_text(policy_yaml(cron=cron, max_attempts=max_attempts, channel=channel))
     return path

@@ -109,6 +109,11 @@ class SandboxControl:
     def patch_invoice(self, lago_id: str, **changes: Any) -> None:
         self._post(f"/_sandbox/invoices/{lago_id}", changes)
 
+    def invoice_payments(self) -> dict[str, Any]:
+        """`retries` ({lago_id, at}) Lago took and `payment_urls` it made."""
+        result: dict[str, Any] = self._get("/_sandbox/invoice_payments")
+        return result
+
     def payment_requests(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._get("/_sandbox/payment_requests")["payment_requests"]
         return result

@@ -19,7 +19,7 @@ from bench.verify import IntentRow
 from config import Settings, load_settings
 from worker.store.db import make_engine
 from worker.store.migrate import upgrade
-from worker.store.models import PaymentRequestIntent
+from worker.store.models import ChannelStep, PaymentRequestIntent
 
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -234,6 +234,15 @@ class Ledger:
             )
             for row in rows
         ]
+
+    def channel_steps(self) -> list[tuple[int, str, str, str | None]]:
+        """(intent id, kind, status, Message-ID) of every retry-and-email step."""
+        step = ChannelStep
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(step.intent_id, step.kind, step.status, step.message_id)
+            ).all()
+        return [(row.intent_id, row.kind, row.status, row.message_id) for row in rows]
 
     def close(self) -> None:
         self.engine.dispose()

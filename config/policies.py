@@ -35,6 +35,7 @@ governs it; customers no policy matches are not dunned. Example (see config/poli
         version: 3                  # optional label recorded with every decision and intent
         contact_cap: {max_requests: 1, per_days: 3}   # per customer, all currencies/entities
         holdout_percent: 5          # share of customers kept out of dunning (needs holdout_salt)
+        channel: auto               # payment_request | retry_and_email | auto (config/channels.py)
       - name: stepped
         min_overdue_cents: {EUR: 1000}
         steps:                      # instead of days_between_attempts / max_attempts
@@ -97,6 +98,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from config.bounded_yaml import YamlExpansionError, load_bounded
+from config.channels import Channel, EmailScope, EmailTemplate
 from config.cron import CronError, parse_cron
 
 # ISO 4217 codes Lago accepts (Lago's `Currency` enum); invoices only ever come in these.
@@ -386,6 +388,7 @@ class Step(_Strict):
     after_days: Days
     email: EmailTarget | None = None
     send_window: SendWindow | None = None
+    email_template: EmailTemplate | None = None
 
     def describe(self) -> str:
         text = f"day {self.after_days}"
@@ -442,6 +445,18 @@ class Policy(_Strict):
     contact_cap: ContactCap | None = None
     holdout_percent: Annotated[float, Field(ge=0, le=50)] = 0
     version: VersionLabel | None = None
+    channel: Channel = "payment_request"
+    email_scope: EmailScope = "group"
+    email_template: EmailTemplate | None = None
+
+    def template_for(self, attempt_number: int) -> EmailTemplate | None:
+        """The email template of attempt `attempt_number` (1-based): the step's over the
+        policy's."""
+        if self.steps is not None and 1 <= attempt_number <= len(self.steps):
+            step = self.steps[attempt_number - 1].email_template
+            if step is not None:
+                return step.over(self.email_template)
+        return self.email_template
 
     def threshold_for(self, currency: str) -> int | None:
         """Minimum overdue amount (cents) for `currency`, or None if it is not dunned."""

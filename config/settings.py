@@ -35,6 +35,12 @@ class LogFormat(StrEnum):
     JSON = "json"
 
 
+class SmtpSecurity(StrEnum):
+    NONE = "none"  # plain SMTP (a relay on the same host or network)
+    STARTTLS = "starttls"  # plain connect, then STARTTLS before anything else (port 587)
+    TLS = "tls"  # TLS from the first byte (port 465)
+
+
 class SettingsError(Exception):
     """A configuration value is invalid. `str()` is one line naming the variable and the fix."""
 
@@ -96,6 +102,28 @@ class Settings(BaseSettings):
         default=1_048_576, validation_alias="DUNNING_WEBHOOK_MAX_BODY_BYTES"
     )
 
+    # Email (the retry_and_email channel). No host: messages are kept as .eml files in
+    # `<data dir>/outbox/` instead of being sent.
+    smtp_host: str | None = Field(default=None, validation_alias="DUNNING_SMTP_HOST")
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        default=None, validation_alias="DUNNING_SMTP_PORT"
+    )
+    smtp_security: SmtpSecurity = Field(
+        default=SmtpSecurity.STARTTLS, validation_alias="DUNNING_SMTP_SECURITY"
+    )
+    smtp_user: str | None = Field(default=None, validation_alias="DUNNING_SMTP_USER")
+    smtp_password: SecretStr | None = Field(
+        default=None, validation_alias="DUNNING_SMTP_PASSWORD", repr=False
+    )
+    #: The From header; its display name signs the email (`Acme Billing <ar@acme.example>`).
+    smtp_from: str = Field(default="billing@localhost", validation_alias="DUNNING_SMTP_FROM")
+    smtp_reply_to: str | None = Field(default=None, validation_alias="DUNNING_SMTP_REPLY_TO")
+    #: Trust this CA (PEM) for the mail server's certificate, e.g. a private relay's.
+    smtp_ca_file: Path | None = Field(default=None, validation_alias="DUNNING_SMTP_CA_FILE")
+    smtp_timeout_s: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=30.0, validation_alias="DUNNING_SMTP_TIMEOUT_S"
+    )
+
     # Logging
     log_level: str = Field(default="INFO", validation_alias="DUNNING_LOG_LEVEL")
     log_format: LogFormat = Field(default=LogFormat.AUTO, validation_alias="DUNNING_LOG_FORMAT")
@@ -146,6 +174,26 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+    @field_validator("smtp_host", "smtp_user", "smtp_reply_to", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
+    @property
+    def resolved_smtp_port(self) -> int:
+        if self.smtp_port is not None:
+            return self.smtp_port
+        return {SmtpSecurity.NONE: 25, SmtpSecurity.STARTTLS: 587, SmtpSecurity.TLS: 465}[
+            self.smtp_security
+        ]
+
+    @property
+    def outbox_dir(self) -> Path:
+        """Where messages are kept as .eml files when no SMTP host is set."""
+        return (self.data_dir / "outbox").resolve()
 
     @field_validator("database_url", "broker_url", mode="before")
     @classmethod
@@ -200,6 +248,8 @@ class Settings(BaseSettings):
         found = [self.lago_api_key.get_secret_value()]
         if self.webhook_hmac_key is not None:
             found.append(self.webhook_hmac_key.get_secret_value())
+        if self.smtp_password is not None and self.smtp_password.get_secret_value():
+            found.append(self.smtp_password.get_secret_value())
         database = _database_url(self.resolved_database_url)
         if database is not None and database.password:
             found.append(str(database.password))

@@ -12,11 +12,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from sandbox import invoice_payments
 from sandbox.careless import garble_answer
 from sandbox.errors import (
     bad_request,
     bad_request_missing_param,
     forbidden,
+    internal_error,
     not_found,
     validation_failed,
 )
@@ -97,6 +99,8 @@ class LagoApi:
         return [
             Route("/api/v1/invoices", self.list_invoices, methods=["GET"]),
             Route("/api/v1/invoices/{lago_id}", self.get_invoice, methods=["GET"]),
+            Route("/api/v1/invoices/{lago_id}/retry_payment", self.retry_payment, methods=["POST"]),
+            Route("/api/v1/invoices/{lago_id}/payment_url", self.payment_url, methods=["POST"]),
             Route("/api/v1/payment_requests", self.create_payment_request, methods=["POST"]),
             Route("/api/v1/payment_requests", self.list_payment_requests, methods=["GET"]),
             Route("/api/v1/payment_requests/{lago_id}", self.get_payment_request, methods=["GET"]),
@@ -139,6 +143,26 @@ class LagoApi:
         careless = self.state.injector.settings.careless
         body = store.careless_invoice_json(invoice) if careless else store.invoice_json(invoice)
         return Response(b'{"invoice":' + body + b"}", media_type=JSON_MEDIA_TYPE)
+
+    async def retry_payment(self, request: Request) -> Response:
+        state = self.state
+        invoice = state.store.invoices.get(request.path_params["lago_id"])
+        if invoice is None:
+            raise not_found("invoice")
+        invoice_payments.retry_payment(state.invoice_payments, invoice)
+        if state.injector.should_fail_retry_payment():
+            # The retry was taken, the answer is lost: the worker must not retry blindly.
+            return json_response(internal_error().body, 500)
+        return Response(b"", status_code=200)
+
+    async def payment_url(self, request: Request) -> Response:
+        state = self.state
+        invoice = state.store.invoices.get(request.path_params["lago_id"])
+        if invoice is None:
+            raise not_found("invoice")
+        customer = state.store.customers[invoice.customer_external_id]
+        details = invoice_payments.payment_url(state.invoice_payments, invoice, customer.data)
+        return json_response({"invoice_payment_details": details})
 
     # -- payment requests ------------------------------------------------------------------
 

@@ -57,6 +57,7 @@ class ControlPlane:
             Route("/_sandbox/invoices/{lago_id}", self.patch_invoice, methods=["POST"]),
             Route("/_sandbox/payment_requests", self.list_payment_requests, methods=["GET"]),
             Route("/_sandbox/payment_requests", self.campaign_payment_request, methods=["POST"]),
+            Route("/_sandbox/invoice_payments", self.invoice_payments, methods=["GET"]),
             Route("/_sandbox/webhooks", self.get_webhooks, methods=["GET"]),
             Route("/_sandbox/webhooks", self.set_webhooks, methods=["POST"]),
             Route("/_sandbox/webhooks/reset", self.reset_webhooks, methods=["POST"]),
@@ -109,6 +110,7 @@ class ControlPlane:
         except DataError as exc:
             return control_error_response(str(exc))
         self.state.store = store
+        self.state.invoice_payments.clear()
         return json_response(
             {"ok": True, "customers": len(store.customers), "invoices": len(store.invoices)}
         )
@@ -161,6 +163,16 @@ class ControlPlane:
         ordered = sorted(store.payment_requests.values(), key=lambda pr: pr.created_at_ns)
         return json_response(
             {"payment_requests": [audit_payment_request(store, pr) for pr in ordered]}
+        )
+
+    async def invoice_payments(self, request: Request) -> Response:
+        """The payment retries taken and the payment links made, oldest first."""
+        payments = self.state.invoice_payments
+        return json_response(
+            {
+                "retries": [{"lago_id": i, "at": at} for i, at in payments.retries],
+                "payment_urls": list(payments.urls),
+            }
         )
 
     async def campaign_payment_request(self, request: Request) -> Response:

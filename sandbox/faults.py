@@ -33,6 +33,8 @@ class FaultSettings:
     #: With `careless`: the share of payment request answers that name other invoices or
     #: another customer than the request created.
     careless_answer_rate: float = 0.0
+    #: The share of `retry_payment` calls answered 500 after the retry was taken.
+    retry_payment_error_rate: float = 0.0
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -41,6 +43,7 @@ class FaultSettings:
             "timeout_after_commit_rate",
             "drop_rate",
             "careless_answer_rate",
+            "retry_payment_error_rate",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -114,6 +117,9 @@ class FaultInjector:
 
     def should_drop_after_commit(self) -> bool:
         return self._chance(self.settings.drop_rate)
+
+    def should_fail_retry_payment(self) -> bool:
+        return self._chance(self.settings.retry_payment_error_rate)
 
     def should_garble_answer(self) -> bool:
         return self.settings.careless and self._chance(self.settings.careless_answer_rate)

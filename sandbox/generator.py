@@ -101,6 +101,9 @@ def generate_document(spec: GeneratorSpec, today: date) -> dict[str, list[JsonOb
     return document
 
 
+_PROVIDERS = ("stripe", "adyen", None, "stripe", "gocardless", None)
+
+
 def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
@@ -143,6 +146,13 @@ def _customer(rng: random.Random, index: int) -> tuple[JsonObject, _Region]:
         "timezone": timezone,
         "applicable_timezone": timezone or "UTC",
         "net_payment_term": rng.choice((0, 15, 30, 30, 45)),
+        # Two customers in three pay through a provider (one in six GoCardless, which
+        # Lago makes no payment links for); the others pay by transfer.
+        "billing_configuration": {
+            "invoice_grace_period": 0,
+            "payment_provider": _PROVIDERS[index % len(_PROVIDERS)],
+            "document_locale": "en",
+        },
         "metadata": metadata,
         "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

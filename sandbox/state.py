@@ -13,6 +13,7 @@ from sandbox.dataset import build_dataset, load_data_file
 from sandbox.errors import ApiError, not_allowed, not_found
 from sandbox.faults import FaultInjector, FaultSettings
 from sandbox.generator import GeneratorSpec, generate_document
+from sandbox.invoice_payments import InvoicePayments
 from sandbox.model import Dataset, Invoice, JsonObject, Payment, PaymentRequest
 from sandbox.serializers import payment_request_object, receipt_object
 from sandbox.store import Store
@@ -59,6 +60,7 @@ class SandboxState:
         self.webhooks = WebhookSender(RsaKeyPair(), options.organization_id)
         self.webhooks.config = _copy_webhook_config(options.webhook)
         self.autopay = Autopay(options.autopay)
+        self.invoice_payments = InvoicePayments()
 
     def reset_stats(self) -> None:
         self.stats.clear()

@@ -20,6 +20,7 @@ from tasks.runtime import get_runtime
 from tasks.slots import tick_slot
 from worker.lago.errors import FeatureUnavailableError, LagoError, LagoUnauthorizedError
 from worker.logging import get_logger
+from worker.services.channels import channels_for
 from worker.services.instance import HaltCode, record_halt
 from worker.services.reconcile_outcomes import reconcile_outcomes
 from worker.services.recover_intents import recover_intents
@@ -150,6 +151,7 @@ def send_payment_request(self: Task, intent_id: int) -> str:
             settle_seconds=settings.settle_seconds,
             lease_seconds=settings.lease_seconds,
             max_ambiguous_tries=settings.max_ambiguous_tries,
+            channels=channels_for(rt),
         )
     except EXPECTED_ERRORS as exc:
         log.error("send_failed", intent_id=intent_id, error=str(exc))
@@ -186,6 +188,7 @@ def reconcile(self: Task) -> dict[str, Any]:
             max_ambiguous_tries=settings.max_ambiguous_tries,
             concurrency=RECONCILE_CONCURRENCY,
             owner_prefix=owner_for(self),
+            channels=channels_for(rt),
         )
         outcomes = reconcile_outcomes(rt, now=rt.clock())
     except EXPECTED_ERRORS as exc:

@@ -22,6 +22,7 @@ def _register_commands() -> None:
     from worker.cli import (
         backtest_cmd,
         db_cmd,
+        email_cmd,
         ops_cmd,
         policy_cmd,
         report_cmd,
@@ -40,6 +41,7 @@ def _register_commands() -> None:
     backtest_cmd.register(app)
     sandbox_cmd.register(app)
     db_cmd.register(app)
+    email_cmd.register(app)
 
 
 def main() -> None:

@@ -265,6 +265,7 @@ def retry_command(
 
 
 def _send_now(settings: Settings, intent_id: int) -> dict[str, str]:
+    from worker.services.channels import channels_for
     from worker.services.recover_intents import worker_identity
     from worker.services.runtime import open_runtime
     from worker.services.send_payment_request import send_payment_request
@@ -280,6 +281,7 @@ def _send_now(settings: Settings, intent_id: int) -> dict[str, str]:
             settle_seconds=settings.settle_seconds,
             lease_seconds=settings.lease_seconds,
             max_ambiguous_tries=settings.max_ambiguous_tries,
+            channels=channels_for(runtime),
         )
     finally:
         runtime.close()

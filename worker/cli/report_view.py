@@ -93,11 +93,26 @@ def intents_table(title: str, lines: list[IntentLine]) -> Table:
     return table
 
 
+STEP_NAMES = {"retry": "payment retries", "link": "payment links", "email": "emails"}
+
+
 def status_view(report: StatusReport) -> RenderableType:
     counts = ", ".join(f"{name} {count}" for name, count in report.intent_counts.items() if count)
     queue = report.queue
+    channels = "; ".join(
+        f"{channel.replace('_', ' ')}: "
+        + ", ".join(f"{status} {count}" for status, count in statuses.items())
+        for channel, statuses in report.by_channel.items()
+    )
+    steps = "; ".join(
+        f"{STEP_NAMES.get(kind, kind)} "
+        + ", ".join(f"{status} {count}" for status, count in statuses.items())
+        for kind, statuses in report.channel_steps.items()
+    )
     return Group(
         Text(f"Intents: {counts or 'none'}"),
+        Text(f"By channel: {channels or 'none'}"),
+        *([Text(f"Retry-and-email steps: {steps}")] if steps else []),
         Text(
             f"Sends: {queue.in_flight} in flight ({queue.sending} being sent, {queue.due} due), "
             f"{queue.waiting} waiting for a later try, {queue.needs_review} needing review, "

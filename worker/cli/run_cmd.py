@@ -229,6 +229,8 @@ def _header(settings: Settings, lago_url: str, options: RunOptions, logs: Path |
             f"{lago_url}  (sandbox: {options.sandbox_customers} demo customers, "
             f"{options.sandbox_pay_rate:.0%} of them pay some time after being asked)"
         )
+        if options.sandbox_no_premium:
+            lago += "  [no premium licence: payment requests refused]"
     broker = mask_url(settings.resolved_broker_url)
     if not settings.broker_is_redis:
         broker += f"  ({settings.broker_folder})"
@@ -302,6 +304,14 @@ def run_command(
             "20 s to 2 min later (0 = nobody pays).",
         ),
     ] = 0.3,
+    sandbox_no_premium: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox-no-premium",
+            help="The sandbox acts as a Lago without the premium licence (payment requests "
+            "refused): shows the retry-and-email fallback, messages in <data dir>/outbox/.",
+        ),
+    ] = False,
     initial_sweep: Annotated[
         bool,
         typer.Option("--initial-sweep/--no-initial-sweep", help="Sweep once right at start."),
@@ -325,6 +335,7 @@ def run_command(
         sandbox_customers=sandbox_customers,
         sandbox_seed=sandbox_seed,
         sandbox_pay_rate=sandbox_pay_rate,
+        sandbox_no_premium=sandbox_no_premium,
         initial_sweep=initial_sweep,
         live=live,
     )

@@ -27,6 +27,8 @@ class RunOptions:
     sandbox_customers: int = 50
     sandbox_seed: int = 1
     sandbox_pay_rate: float = 0.3
+    #: Act as a community Lago: payment requests answer 403 feature_unavailable.
+    sandbox_no_premium: bool = False
     initial_sweep: bool = True
     live: bool | None = None  # None: when stdout and stderr are a terminal
 
@@ -46,6 +48,7 @@ def sandbox_command(settings: Settings, options: RunOptions, port: int) -> list[
         str(options.sandbox_pay_rate),
         "--api-key",
         settings.lago_api_key.get_secret_value(),
+        *(["--no-premium"] if options.sandbox_no_premium else []),
     ]
 
 

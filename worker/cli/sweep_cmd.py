@@ -88,8 +88,10 @@ def print_summary(summary: SweepSummary) -> None:
         ("malformed records", summary.malformed),
         ("pending requests we did not make", summary.requested_elsewhere),
         ("intents created", len(summary.intent_ids)),
-        ("payment requests created", summary.requests_created),
+        ("payment requests created", summary.sent_by_channel["payment_request"]),
     ]
+    if summary.sent_by_channel["retry_and_email"]:
+        rows.append(("emails sent (retry_and_email)", summary.sent_by_channel["retry_and_email"]))
     rows += [(f"  send outcome: {status}", n) for status, n in sorted(summary.outcomes.items())]
     rows += [(f"  refused: {code}", n) for code, n in sorted(summary.refused_codes.items())]
     rows += [(f"invoice: {reason}", n) for reason, n in sorted(summary.invoices.items())]

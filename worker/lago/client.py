@@ -39,6 +39,7 @@ from worker.lago.filters import InvoiceFilters, QueryParams
 from worker.lago.models import (
     Customer,
     Invoice,
+    InvoicePaymentDetails,
     MalformedRecord,
     Payment,
     PaymentReceipt,
@@ -357,6 +358,34 @@ class LagoClient:
         template = f"{API}/invoices/{{lago_id}}"
         body = self._get_json(template, f"{API}/invoices/{_segment(lago_id)}")
         return unwrap(body, "invoice", Invoice, endpoint=f"GET {template}")
+
+    def retry_payment(self, lago_id: str) -> None:
+        """Ask Lago to collect the invoice again through the customer's payment provider.
+
+        Lago answers 200 with an empty body; 405 `invalid_status` (draft, voided or paid) or
+        `payment_processor_is_currently_handling_payment`. Without a provider Lago still
+        answers 200 and only sends an `invoice.payment_failure` webhook: check the customer
+        first. Not idempotent: a timeout, dropped connection or 5xx raises
+        `LagoAmbiguousError`.
+        """
+        template = f"{API}/invoices/{{lago_id}}/retry_payment"
+        self._send("POST", template, f"{API}/invoices/{_segment(lago_id)}/retry_payment", json={})
+
+    def payment_url(self, lago_id: str) -> InvoicePaymentDetails:
+        """A checkout link for the invoice from the customer's payment provider.
+
+        422 `no_linked_payment_provider`, `invalid_payment_provider` (GoCardless),
+        `invalid_invoice_status_or_payment_status`, `missing_payment_provider` or
+        `missing_payment_provider_customer` when Lago cannot make one.
+        """
+        template = f"{API}/invoices/{{lago_id}}/payment_url"
+        response = self._send(
+            "POST", template, f"{API}/invoices/{_segment(lago_id)}/payment_url", json={}
+        )
+        body = decode_json(response.content, endpoint=f"POST {template}")
+        return unwrap(
+            body, "invoice_payment_details", InvoicePaymentDetails, endpoint=f"POST {template}"
+        )
 
     # -- payment requests ------------------------------------------------------------------
 

@@ -177,3 +177,15 @@ PAYMENT_REQUEST_REFUSAL_CODES = frozenset(
         "invoices_not_ready_for_payment_processing",
     }
 )
+
+#: The single-validation refusals of `POST /invoices/{lago_id}/payment_url`
+#: (`Invoices::Payments::GeneratePaymentUrlService`): Lago cannot make a link for it.
+PAYMENT_URL_REFUSAL_CODES = frozenset(
+    {
+        "no_linked_payment_provider",
+        "invalid_payment_provider",
+        "invalid_invoice_status_or_payment_status",
+        "missing_payment_provider",
+        "missing_payment_provider_customer",
+    }
+)

@@ -35,6 +35,13 @@ class MetadataItem(LagoModel):
     value: str | None = None
 
 
+class BillingConfiguration(LagoModel):
+    """The part of a customer's billing configuration the worker reads."""
+
+    payment_provider: str | None = None  # stripe | gocardless | adyen | ... or None
+    payment_provider_code: str | None = None
+
+
 class Customer(LagoModel):
     lago_id: str | None = None
     external_id: Annotated[str, StringConstraints(min_length=1)]
@@ -46,7 +53,13 @@ class Customer(LagoModel):
     timezone: str | None = None
     applicable_timezone: str | None = None
     billing_entity_code: str | None = None
+    billing_configuration: BillingConfiguration | None = None
     metadata: list[MetadataItem] = Field(default_factory=list)
+
+    @property
+    def payment_provider(self) -> str | None:
+        config = self.billing_configuration
+        return config.payment_provider if config is not None else None
 
     def metadata_dict(self) -> dict[str, str]:
         return {item.key: item.value or "" for item in self.metadata}
@@ -120,6 +133,17 @@ class PaymentRequest(LagoModel):
     @property
     def external_customer_id(self) -> str | None:
         return self.customer.external_id if self.customer is not None else None
+
+
+class InvoicePaymentDetails(LagoModel):
+    """The answer of `POST /invoices/{lago_id}/payment_url` (root `invoice_payment_details`).
+    Only `lago_invoice_id` is required: a missing URL fails the check made on it."""
+
+    lago_invoice_id: Annotated[str, StringConstraints(min_length=1)]
+    lago_customer_id: str | None = None
+    external_customer_id: str | None = None
+    payment_provider: str | None = None
+    payment_url: str | None = None
 
 
 class PageMeta(LagoModel):

@@ -12,6 +12,7 @@ from typing import Any
 
 from worker.lago.errors import (
     PAYMENT_REQUEST_REFUSAL_CODES,
+    PAYMENT_URL_REFUSAL_CODES,
     FeatureUnavailableError,
     LagoBadRequestError,
     LagoForbiddenError,
@@ -58,12 +59,15 @@ def _details_summary(details: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
+_BASE_CODES = PAYMENT_REQUEST_REFUSAL_CODES | PAYMENT_URL_REFUSAL_CODES
+
+
 def _specific_code(code: str | None, details: Mapping[str, Any]) -> str | None:
     """A 422 `validation_errors` whose only detail is `base: [<refusal code>]` -> that code."""
     if code != "validation_errors" or set(details) != {"base"}:
         return code
     base = details["base"]
-    if isinstance(base, list) and len(base) == 1 and base[0] in PAYMENT_REQUEST_REFUSAL_CODES:
+    if isinstance(base, list) and len(base) == 1 and base[0] in _BASE_CODES:
         return str(base[0])
     return code
 

@@ -42,6 +42,8 @@ class RecoveryRow:
     median_seconds_to_pay: float | None
     # The policy's `version` label, else the policy file hash, of the intents counted here.
     version: str | None = None
+    #: How they were asked: `payment_request` or `retry_and_email`.
+    channel: str = "payment_request"
 
     @property
     def median_days_to_pay(self) -> float | None:
@@ -93,6 +95,7 @@ class _Sent:
     sent_at: datetime
     settled_at: datetime | None
     version: str | None = None
+    channel: str = "payment_request"
 
 
 def recovery(session: Session, *, since: datetime | None) -> Recovery:
@@ -110,6 +113,7 @@ def recovery(session: Session, *, since: datetime | None) -> Recovery:
         intent.updated_at,
         intent.policy_version,
         intent.policy_hash,
+        intent.channel,
     ).where(intent.status.in_(REPORTED_STATUSES), intent.sent_at.is_not(None))
     if since is not None:
         statement = statement.where(intent.sent_at >= since)
@@ -125,6 +129,7 @@ def recovery(session: Session, *, since: datetime | None) -> Recovery:
             # A partial payment has no resolution time: its last update is when it came in.
             settled_at=row.resolved_at or (row.updated_at if row.recovered_cents else None),
             version=row.policy_version or row.policy_hash,
+            channel=row.channel,
         )
         for row in session.execute(statement)
         if row.sent_at is not None
@@ -180,11 +185,12 @@ def recovered_so_far(session: Session) -> list[RecoveredSoFar]:
 
 
 def _aggregate(sent: Iterable[_Sent]) -> list[RecoveryRow]:
-    groups: dict[tuple[str, str, str, int], list[_Sent]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, int, str], list[_Sent]] = defaultdict(list)
     for item in sent:
-        groups[(item.policy, item.version or "", item.currency, item.attempt_number)].append(item)
+        key = (item.policy, item.version or "", item.currency, item.attempt_number, item.channel)
+        groups[key].append(item)
     rows = []
-    for (policy, version, currency, attempt), items in sorted(groups.items()):
+    for (policy, version, currency, attempt, channel), items in sorted(groups.items()):
         asked_cents = sum(item.amount_cents for item in items)
         recovered = sum(item.recovered_cents for item in items)
         paid = [item for item in items if item.outcome == "paid"]
@@ -206,6 +212,7 @@ def _aggregate(sent: Iterable[_Sent]) -> list[RecoveryRow]:
                 recovery_rate=round(recovered / asked_cents, 4) if asked_cents > 0 else 0.0,
                 median_seconds_to_pay=statistics.median(durations) if durations else None,
                 version=version or None,
+                channel=channel,
             )
         )
     return rows

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from worker.store.controls import active_pause_clause
 from worker.store.models import (
     INTENT_STATUSES,
+    ChannelStep,
     CustomerControl,
     DecisionRow,
     PaymentRequestIntent,
@@ -133,3 +134,28 @@ def intent_counts(session: Session) -> dict[str, int]:
     counts = dict.fromkeys(INTENT_STATUSES, 0)
     counts.update({status: int(count) for status, count in rows})
     return counts
+
+
+def intent_counts_by_channel(session: Session) -> dict[str, dict[str, int]]:
+    """{channel: {status: count}} for the channels and statuses that have intents."""
+    intent = PaymentRequestIntent
+    rows = session.execute(
+        select(intent.channel, intent.status, func.count()).group_by(intent.channel, intent.status)
+    ).all()
+    found: dict[str, dict[str, int]] = {}
+    for channel, status, count in sorted(rows):
+        found.setdefault(str(channel), {})[str(status)] = int(count)
+    return found
+
+
+def channel_step_counts(session: Session) -> dict[str, dict[str, int]]:
+    """{kind: {status: count}} of the retry-and-email steps (retry, link, email)."""
+    rows = session.execute(
+        select(ChannelStep.kind, ChannelStep.status, func.count()).group_by(
+            ChannelStep.kind, ChannelStep.status
+        )
+    ).all()
+    found: dict[str, dict[str, int]] = {}
+    for kind, status, count in sorted(rows):
+        found.setdefault(str(kind), {})[str(status)] = int(count)
+    return found

@@ -5,6 +5,9 @@
   data dir use it for what they were not told (`worker.cli.instance`), so `plan`, `status` or
   `report` in a second terminal agree with the worker. Removed when `dunning run` stops; a
   record whose process is gone is ignored.
+- `licence.json`: the Lago instances (by URL) seen to refuse payment requests for lack of the
+  premium licence, so a policy on `channel: auto` goes straight to its fallback after the
+  first refusal. Delete it after activating the licence.
 - `halt.json`: written by a worker task that met a failure no retry can fix (the API key is
   rejected, the Lago instance lacks the premium licence). `dunning run` watches for it and
   stops with that one line.
@@ -31,6 +34,7 @@ from config.settings import DEFAULT_SANDBOX_API_KEY
 
 RECORD_FILE = "instance.json"
 HALT_FILE = "halt.json"
+LICENCE_FILE = "licence.json"
 
 HaltCode = Literal["api_key_rejected", "licence_missing"]
 #: One line each: the cause and the fix.
@@ -169,3 +173,24 @@ def read_halt(data_dir: Path) -> Halt | None:
 def clear_halt(data_dir: Path) -> None:
     with contextlib.suppress(OSError):
         (data_dir / HALT_FILE).unlink()
+
+
+class LicenceMemory:
+    """Whether a Lago instance is known to refuse payment requests (no premium licence),
+    remembered in the data dir so every process with it agrees."""
+
+    def __init__(self, data_dir: Path, lago_api_url: str) -> None:
+        self.path = data_dir / LICENCE_FILE
+        self.lago_api_url = lago_api_url
+
+    def known_unlicensed(self) -> bool:
+        payload = _read_json(self.path) or {}
+        return self.lago_api_url in payload.get("unlicensed", {})
+
+    def remember_unlicensed(self) -> None:
+        payload = _read_json(self.path) or {}
+        seen = payload.get("unlicensed")
+        seen = dict(seen) if isinstance(seen, dict) else {}
+        seen.setdefault(self.lago_api_url, datetime.now(UTC).isoformat(timespec="seconds"))
+        with contextlib.suppress(OSError):  # the next refusal remembers it again
+            _write_json(self.path, {"unlicensed": seen})

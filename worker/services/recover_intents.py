@@ -20,6 +20,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
+from worker.services.channels.base import ChannelSet
 from worker.services.send_payment_request import (
     PaymentRequestsApi,
     SendHooks,
@@ -59,6 +60,7 @@ def recover_intents(
     limit: int = 1000,
     owner_prefix: str | None = None,
     hooks: SendHooks | None = None,
+    channels: ChannelSet | None = None,
 ) -> RecoverSummary:
     """Send up to `limit` due intents, `concurrency` at a time; return what happened."""
     if concurrency < 1:
@@ -84,6 +86,7 @@ def recover_intents(
             lease_seconds=lease_seconds,
             max_ambiguous_tries=max_ambiguous_tries,
             hooks=hooks,
+            channels=channels,
         )
         if outcome.stops_run:
             stopped.append(outcome)

@@ -292,6 +292,7 @@ RECOVERY_HEADERS = (
     "Recovered",
     "Recovery rate",
     "Median time to pay",
+    "Channel",
 )
 
 
@@ -309,6 +310,7 @@ def recovery_cells(report: FinanceReport) -> list[list[str]]:
             format_cents(row.recovered_cents),
             format_rate(row.recovery_rate),
             format_duration(row.median_seconds_to_pay),
+            row.channel.replace("_", " "),
         ]
         for row in report.recovery.rows
     ]

@@ -1,6 +1,7 @@
 """Send payment-request intents to Lago, exactly once.
 
-Steps (design §3), for one intent or many:
+Steps (design §3), for one intent or many (the intent's channel, `worker.services.channels`,
+does steps 2-4; below, those of the `payment_request` channel):
 1. Claim the intent under a lease in one short transaction (commit before any HTTP).
 2. If an earlier try may have reached Lago (`post_started_at` was already set), reconcile
    first (`send_reconcile`): adopt what Lago has, wait for the settle window, or give up.
@@ -29,9 +30,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
-from worker.lago.errors import LagoError
-from worker.services.send_reconcile import reconcile_before_resend
-from worker.services.send_recording import Answer, record_answer, record_answers
+from worker.services.channels.base import PAYMENT_REQUEST, ChannelSet
+from worker.services.channels.payment_request import PaymentRequestChannel, call_lago
+from worker.services.send_recording import Answer, record_answers, retry_soon
 from worker.services.send_types import (
     DEFAULT_CLOCK_SKEW_SECONDS,
     DEFAULT_NOT_READY_RETRY_SECONDS,
@@ -76,6 +77,7 @@ def send_payment_request(
     clock_skew_seconds: int = DEFAULT_CLOCK_SKEW_SECONDS,
     retry_seconds: int = DEFAULT_RETRY_SECONDS,
     not_ready_retry_seconds: int = DEFAULT_NOT_READY_RETRY_SECONDS,
+    channels: ChannelSet | None = None,
 ) -> SendOutcome:
     """Claim intent `intent_id`, reconcile if needed, POST at most once, record the result.
 
@@ -105,38 +107,29 @@ def send_payment_request(
         return not_claimed(intent_id)
     if hooks is not None:
         hooks.after_claim()
-    return _send_claimed(ctx, claimed[0], hooks)
+    return _send_claimed(ctx, claimed[0], hooks, channels)
 
 
-def _send_claimed(ctx: SendContext, intent: ClaimedIntent, hooks: SendHooks | None) -> SendOutcome:
-    """One claimed intent: reconcile if an earlier try may have landed, else stamp and POST."""
-    if intent.earlier_post_started_at is not None:
-        settled = reconcile_before_resend(ctx, intent, intent.earlier_post_started_at)
-        if settled is not None:
-            return settled
-        # Reconciled and settled: `restart_post_window` stamped the new POST already.
-    else:
+def _send_claimed(
+    ctx: SendContext, intent: ClaimedIntent, hooks: SendHooks | None, channels: ChannelSet | None
+) -> SendOutcome:
+    """One claimed intent, through the channel it records."""
+    chosen = (channels or default_channels(hooks)).for_intent(intent)
+    if chosen is None:
         with write_tx(ctx.engine) as session:
-            stamped = intents.mark_post_started(
-                session, owner=ctx.owner, intent_ids=[intent.id], now=ctx.now()
+            return retry_soon(
+                ctx,
+                session,
+                intent,
+                "channel_unavailable",
+                f"no {intent.channel} sender",
             )
-        if intent.id not in stamped:
-            return lease_lost(intent.id)
-    answer = call_lago(ctx, intent)
-    if hooks is not None:
-        hooks.after_post()
-    with write_tx(ctx.engine) as session:
-        return record_answer(ctx, session, intent, answer)
+    return chosen.send(ctx, intent)
 
 
-def call_lago(ctx: SendContext, intent: ClaimedIntent) -> Answer:
-    """The POST itself; its answer (or error) is recorded afterwards, never inside a tx."""
-    try:
-        return ctx.client.create_payment_request(
-            intent.external_customer_id, list(intent.invoice_ids), email=intent.email
-        )
-    except LagoError as exc:
-        return exc
+def default_channels(hooks: SendHooks | None = None) -> ChannelSet:
+    """Payment requests only (what a caller without mail settings can send)."""
+    return ChannelSet({PAYMENT_REQUEST: PaymentRequestChannel(hooks)})
 
 
 def send_payment_requests(
@@ -152,6 +145,7 @@ def send_payment_requests(
     concurrency: int,
     batch_size: int = DEFAULT_BATCH_SIZE,
     hooks: SendHooks | None = None,
+    channels: ChannelSet | None = None,
 ) -> Iterator[SendOutcome]:
     """The same protocol as `send_payment_request`, for many intents, as a pipeline.
 
@@ -171,7 +165,14 @@ def send_payment_requests(
         settle=timedelta(seconds=settle_seconds),
         max_ambiguous_tries=max_ambiguous_tries,
     )
-    pipeline = _Pipeline(ctx, list(dict.fromkeys(intent_ids)), lease_seconds, batch_size, hooks)
+    pipeline = _Pipeline(
+        ctx,
+        list(dict.fromkeys(intent_ids)),
+        lease_seconds,
+        batch_size,
+        hooks,
+        channels or default_channels(hooks),
+    )
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send") as pool:
         yield from pipeline.run(pool, concurrency)
 
@@ -186,8 +187,10 @@ class _Pipeline:
         lease_seconds: int,
         batch_size: int,
         hooks: SendHooks | None,
+        channels: ChannelSet,
     ) -> None:
         self.ctx = ctx
+        self.channels = channels
         self.todo: deque[int] = deque(intent_ids)
         self.lease_seconds = lease_seconds
         self.batch_size = batch_size
@@ -276,10 +279,10 @@ class _Pipeline:
         if self.hooks is not None and claimed:
             self.hooks.after_claim()
         for intent in claimed:
-            if intent.earlier_post_started_at is None:
+            if self.channels.batches(intent):
                 self.ready.append(intent)
             else:
-                yield _send_claimed(self.ctx, intent, self.hooks)
+                yield _send_claimed(self.ctx, intent, self.hooks, self.channels)
 
     def _record_and_stamp(
         self, starting: list[ClaimedIntent]

@@ -355,6 +355,15 @@ def reschedule(
     )
 
 
+def retry_soon(
+    ctx: SendContext, session: Session, intent: ClaimedIntent, error_code: str, error: object
+) -> SendOutcome:
+    """Back to pending for another try after `ctx.retry`; nothing was sent."""
+    return reschedule(
+        ctx, session, intent, ctx.now() + ctx.retry, error_code, str(error), clear=True
+    )
+
+
 def dropped(intent: ClaimedIntent, request: PaymentRequest) -> str:
     missing = set(intent.invoice_ids) - request.invoice_ids
     if not missing:

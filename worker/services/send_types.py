@@ -69,6 +69,7 @@ class SendOutcome:
     error_code: str | None = None
     detail: str = ""
     posted: bool = False  # a POST was made by this call
+    channel: str | None = None  # how it was asked; None: a payment request
 
     @property
     def stops_run(self) -> bool:

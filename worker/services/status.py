@@ -7,7 +7,7 @@ sent them. Everything is read through `worker.read`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -22,7 +22,14 @@ from worker.read.intents import (
     open_intents,
     paused_customers,
 )
-from worker.read.runs import RunLine, SendQueue, recent_runs, send_queue
+from worker.read.runs import (
+    RunLine,
+    SendQueue,
+    channel_step_counts,
+    intent_counts_by_channel,
+    recent_runs,
+    send_queue,
+)
 from worker.read.runs import intent_counts as count_intents
 
 
@@ -35,6 +42,10 @@ class StatusReport:
     paused_customers: list[PausedCustomer]
     actions: list[ActionItem]
     last_sweeps: list[RunLine]
+    #: {channel: {status: count}}: how intents were asked, and what became of them.
+    by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: {retry|link|email: {status: count}}: the steps of the retry-and-email channel.
+    channel_steps: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         result: dict[str, Any] = to_jsonable(asdict(self))
@@ -73,4 +84,6 @@ def build_status(
             paused_customers=paused_customers(session, now=now),
             actions=action_list(session, now=now, limit=limit),
             last_sweeps=recent_runs(session, limit=sweeps),
+            by_channel=intent_counts_by_channel(session),
+            channel_steps=channel_step_counts(session),
         )

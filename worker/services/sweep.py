@@ -42,6 +42,7 @@ from worker.policy.types import (
     Group,
     Reason,
 )
+from worker.services.channels import PAYMENT_REQUEST, RETRY_AND_EMAIL, channels_for
 from worker.services.collect_groups import (
     CollectedGroups,
     Malformed,
@@ -117,6 +118,8 @@ class SweepSummary:
     decisions: Counter[str] = field(default_factory=Counter)
     intent_ids: list[int] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
+    #: Sent intents by channel (payment_request, retry_and_email).
+    sent_by_channel: Counter[str] = field(default_factory=Counter)
     refused_codes: Counter[str] = field(default_factory=Counter)
     exhaustion_actions: int = 0
     api_calls: int = 0
@@ -154,7 +157,10 @@ class SweepSummary:
             "requested_elsewhere": self.requested_elsewhere,
             "intents_created": len(self.intent_ids),
             "sends": "this_process" if self.sent_here else "handed_to_workers",
-            "payment_requests_created": self.requests_created if self.sent_here else None,
+            "payment_requests_created": (
+                self.sent_by_channel[PAYMENT_REQUEST] if self.sent_here else None
+            ),
+            "emails_sent": self.sent_by_channel[RETRY_AND_EMAIL] if self.sent_here else None,
             "outcomes": dict(sorted(self.outcomes.items())),
             "refused_by_code": dict(sorted(self.refused_codes.items())),
             "decisions_by_reason": dict(sorted(self.decisions.items())),
@@ -337,7 +343,7 @@ def _write_decisions(
         decided = iter(decided)
         while batch := list(islice(decided, _DECIDE_BATCH)):
             new = {
-                index: _new_intent(group, decision)
+                index: _new_intent(group, decision, _channel_of(rt, decision))
                 for index, (group, decision) in enumerate(batch)
                 if decision.kind is DecisionKind.ATTEMPT
             }
@@ -389,7 +395,13 @@ def _write_decisions(
     return exhausted
 
 
-def _new_intent(group: Group, decision: Decision) -> intents.NewIntent:
+def _channel_of(rt: Runtime, decision: Decision) -> str:
+    """The channel the decision's policy asks on (the default for a policy no longer there)."""
+    policy = rt.policies.by_name(decision.policy) if decision.policy else None
+    return policy.channel if policy is not None else PAYMENT_REQUEST
+
+
+def _new_intent(group: Group, decision: Decision, channel: str) -> intents.NewIntent:
     assert decision.attempt_number is not None
     return intents.NewIntent(
         external_customer_id=group.customer.external_id,
@@ -402,6 +414,7 @@ def _new_intent(group: Group, decision: Decision) -> intents.NewIntent:
         attempt_number=decision.attempt_number,
         policy_version=decision.policy_version,
         policy_hash=decision.policy_hash,
+        channel=channel,
     )
 
 
@@ -504,6 +517,7 @@ def _send_one(rt: Runtime, intent_id: int) -> SendOutcome:
         settle_seconds=rt.settings.settle_seconds,
         lease_seconds=rt.settings.lease_seconds,
         max_ambiguous_tries=rt.settings.max_ambiguous_tries,
+        channels=channels_for(rt),
     )
 
 
@@ -519,6 +533,7 @@ def _send_concurrently(rt: Runtime, intent_ids: list[int]) -> Iterator[SendOutco
         lease_seconds=rt.settings.lease_seconds,
         max_ambiguous_tries=rt.settings.max_ambiguous_tries,
         concurrency=rt.settings.http_concurrency,
+        channels=channels_for(rt),
     )
 
 
@@ -560,6 +575,7 @@ def _retry_with_still_overdue(
             now=now,
             policy_version=intent.policy_version,
             policy_hash=intent.policy_hash,
+            channel=intent.channel,
         )
     if retry_id is None:
         return None
@@ -615,6 +631,8 @@ def _finish(
 
 def _count(summary: SweepSummary, outcome: SendOutcome) -> None:
     summary.outcomes[outcome.status] += 1
+    if outcome.status == "sent":
+        summary.sent_by_channel[outcome.channel or PAYMENT_REQUEST] += 1
     if outcome.status == "refused" and outcome.error_code:
         summary.refused_codes[outcome.error_code] += 1
     if outcome.status == "blocked":

@@ -48,6 +48,20 @@ INTENT_STATUSES: Final = (
     "cancelled",  # withdrawn before sending (e.g. the invoices were paid)
 )
 OPEN_INTENT_STATUSES: Final = ("pending", "sending")
+#: How an intent asks: a Lago payment request, or payment retries and links in our own email.
+#: `auto` until its first send picks one of the other two.
+CHANNELS: Final = ("payment_request", "retry_and_email", "auto")
+STEP_KINDS: Final = (
+    "retry",  # POST /invoices/{id}/retry_payment
+    "link",  # POST /invoices/{id}/payment_url
+    "email",  # the one email of the intent
+)
+STEP_STATUSES: Final = (
+    "started",  # stamped just before the call: a crash from here on is an unknown outcome
+    "done",  # taken (retry), made (link), accepted by the mail server (email)
+    "refused",  # Lago or the mail server said no for good
+    "unknown",  # may or may not have taken effect: never repeated
+)
 OUTCOMES: Final = ("paid", "partially_paid", "failed", "voided", "disputed", "open")
 
 
@@ -119,6 +133,9 @@ class PaymentRequestIntent(Base):
     invoice_ids: Mapped[list[str]] = mapped_column(PortableJSON)
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     email: Mapped[str | None] = mapped_column(String(320))
+    channel: Mapped[str] = mapped_column(
+        String(32), default="payment_request", server_default="payment_request"
+    )
     policy: Mapped[str | None] = mapped_column(String(255))
     # The policy's `version` label and the hash of the policy file that decided (0007).
     policy_version: Mapped[str | None] = mapped_column(String(32))
@@ -143,6 +160,34 @@ class PaymentRequestIntent(Base):
     outcome: Mapped[str | None] = mapped_column(String(16))
     recovered_cents: Mapped[int | None] = mapped_column(BigInteger)
     resolved_at: Mapped[datetime | None]
+
+
+class ChannelStep(Base):
+    """One call an intent of the `retry_and_email` channel makes, stamped before it is made
+    and recorded after (design §3, per step): a step is never made twice."""
+
+    __tablename__ = "channel_steps"
+    __table_args__ = (
+        CheckConstraint(_in_list("kind", STEP_KINDS), name="kind"),
+        CheckConstraint(_in_list("status", STEP_STATUSES), name="status"),
+        UniqueConstraint("intent_id", "kind", "lago_invoice_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    intent_id: Mapped[int] = mapped_column(
+        ForeignKey("payment_request_intents.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(8))
+    #: The invoice a retry or link is for; "" for the email.
+    lago_invoice_id: Mapped[str] = mapped_column(String(64), default="")
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    payment_url: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(128))
+    recipients: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(128))
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 class GroupStateRow(Base):
