@@ -21,6 +21,7 @@ app = typer.Typer(
 def _register_commands() -> None:
     from worker.cli import (
         backtest_cmd,
+        console_cmd,
         db_cmd,
         ops_cmd,
         policy_cmd,
@@ -36,6 +37,7 @@ def _register_commands() -> None:
     ops_cmd.register(app)
     report_cmd.register(app)
     serve_cmd.register(app)
+    console_cmd.register(app)
     policy_cmd.register(app)
     backtest_cmd.register(app)
     sandbox_cmd.register(app)
