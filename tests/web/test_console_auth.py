@@ -6,91 +6,38 @@ expired one; every action without a CSRF token, with another session's, and repl
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from tests.fixtures.console import (
+    CONSOLE_NOW as NOW,
+)
+from tests.fixtures.console import (
+    CONSOLE_PAGES,
     CONSOLE_PASSWORD,
     CONSOLE_SECRET_KEY,
     CONSOLE_USER,
+    Clock,
     ConsoleClient,
     console_hash,
-    console_settings,
+    console_runtime,
     page_problem,
 )
-from tests.fixtures.ledger_rows import report_scenario
 from tests.fixtures.sandbox import SandboxHandle
-from tests.web.ledger import make_runtime
 from worker.services.runtime import Runtime
 from worker.store.db import read_session
-from worker.store.migrate import upgrade
 from worker.store.models import CustomerControl, OperatorAction
 from worker.web.app import create_app
 from worker.web.console.sessions import COOKIE_NAME, Session, SessionKeys
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-PAGES = [
-    "/console/",
-    "/console/customers?q=cus",
-    "/console/customers/cus_stuck",
-    "/console/next-sweep",
-    "/console/actions",
-    "/console/policies",
-]
+PAGES = CONSOLE_PAGES
 ACTIONS = {
     "/console/do/pause": {"customer": "cus_stuck", "reason": "disputing"},
     "/console/do/resume": {"customer": "cus_stuck"},
     "/console/do/retry": {"intent_id": "1"},
 }
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-def _runtime(
-    sqlite_url: str, sandbox: SandboxHandle, tmp_path: Path, clock: Clock, **settings: object
-) -> Iterator[Runtime]:
-    upgrade(sqlite_url)
-    runtime = make_runtime(sqlite_url, sandbox, tmp_path, **settings)
-    try:
-        yield dataclasses.replace(runtime, clock=clock)
-    finally:
-        runtime.close()
-
-
-@pytest.fixture
-def rt(sqlite_url: str, sandbox: SandboxHandle, tmp_path: Path, clock: Clock) -> Iterator[Runtime]:
-    yield from _runtime(sqlite_url, sandbox, tmp_path, clock, **console_settings())
-
-
-@pytest.fixture
-def client(rt: Runtime) -> Iterator[ConsoleClient]:
-    report_scenario(rt.engine, now=NOW)
-    with ConsoleClient(create_app(rt)) as opened:
-        yield opened
-
-
-@pytest.fixture
-def logged_in(client: ConsoleClient) -> ConsoleClient:
-    answer = client.login()
-    assert answer.status_code == 303
-    assert answer.headers["location"] == "/console/"
-    return client
 
 
 def _actions(rt: Runtime) -> int:
@@ -105,9 +52,9 @@ def _paused(rt: Runtime, customer: str) -> bool:
 
 
 def test_the_console_is_off_without_a_password_hash(
-    sqlite_url: str, sandbox: SandboxHandle, tmp_path: Path, clock: Clock
+    sqlite_url: str, sandbox: SandboxHandle, tmp_path: Path, console_clock: Clock
 ) -> None:
-    for runtime in _runtime(sqlite_url, sandbox, tmp_path, clock):
+    for runtime in console_runtime(sqlite_url, sandbox, tmp_path, console_clock):
         with ConsoleClient(create_app(runtime)) as client:
             for path in [*PAGES, "/console/login", "/console/static/console.css"]:
                 assert client.get(path).status_code == 404, path
@@ -116,23 +63,23 @@ def test_the_console_is_off_without_a_password_hash(
             assert client.get("/healthz").status_code == 200
 
 
-def test_every_page_without_a_session_goes_to_the_login_form(client: ConsoleClient) -> None:
+def test_every_page_without_a_session_goes_to_the_login_form(console: ConsoleClient) -> None:
     for path in PAGES:
-        answer = client.get(path, follow_redirects=False)
+        answer = console.get(path, follow_redirects=False)
         assert answer.status_code == 303, path
         assert answer.headers["location"].startswith("/console/login?next=/console/"), path
         assert "Overdue" not in answer.text
 
 
 def test_every_action_without_a_session_is_refused_and_changes_nothing(
-    client: ConsoleClient, rt: Runtime
+    console: ConsoleClient, console_rt: Runtime
 ) -> None:
     for path, fields in ACTIONS.items():
-        answer = client.post(path, data=fields, follow_redirects=False)
+        answer = console.post(path, data=fields, follow_redirects=False)
         assert answer.status_code == 403, path
         assert page_problem(answer.text) == "log in first"
-    assert _actions(rt) == 0
-    assert not _paused(rt, "cus_stuck")
+    assert _actions(console_rt) == 0
+    assert not _paused(console_rt, "cus_stuck")
 
 
 def _forged_cookies(logged_in: ConsoleClient) -> list[str]:
@@ -149,7 +96,7 @@ def _forged_cookies(logged_in: ConsoleClient) -> list[str]:
     ]
 
 
-def test_a_forged_cookie_is_no_session(logged_in: ConsoleClient, rt: Runtime) -> None:
+def test_a_forged_cookie_is_no_session(logged_in: ConsoleClient, console_rt: Runtime) -> None:
     for forged in _forged_cookies(logged_in):
         logged_in.cookies.clear()
         logged_in.cookies.set(COOKIE_NAME, forged, path="/console")
@@ -159,12 +106,12 @@ def test_a_forged_cookie_is_no_session(logged_in: ConsoleClient, rt: Runtime) ->
         for path, fields in ACTIONS.items():
             answer = logged_in.post(path, data=fields, follow_redirects=False)
             assert answer.status_code == 403, (forged, path)
-    assert _actions(rt) == 0
+    assert _actions(console_rt) == 0
 
 
-def test_an_expired_session_is_logged_out(logged_in: ConsoleClient, clock: Clock) -> None:
+def test_an_expired_session_is_logged_out(logged_in: ConsoleClient, console_clock: Clock) -> None:
     assert logged_in.get("/console/actions", follow_redirects=False).status_code == 200
-    clock.now = NOW + timedelta(hours=12, seconds=1)
+    console_clock.now = NOW + timedelta(hours=12, seconds=1)
     assert logged_in.get("/console/actions", follow_redirects=False).status_code == 303
 
 
@@ -177,9 +124,9 @@ def test_a_new_password_hash_logs_everyone_out(logged_in: ConsoleClient) -> None
 
 
 def test_the_session_cookie_is_httponly_samesite_strict_and_scoped(
-    client: ConsoleClient,
+    console: ConsoleClient,
 ) -> None:
-    answer = client.login()
+    answer = console.login()
     cookie = answer.headers["set-cookie"]
     assert "HttpOnly" in cookie
     assert "SameSite=strict" in cookie
@@ -188,19 +135,18 @@ def test_the_session_cookie_is_httponly_samesite_strict_and_scoped(
     assert "Secure" not in cookie  # plain http (a local test): the browser would drop it
 
 
-def test_over_https_the_cookie_is_secure(rt: Runtime) -> None:
-    report_scenario(rt.engine, now=NOW)
-    with ConsoleClient(create_app(rt), base_url="https://console.example") as client:
+def test_over_https_the_cookie_is_secure(console_rt: Runtime) -> None:
+    with ConsoleClient(create_app(console_rt), base_url="https://console.example") as client:
         cookie = client.login().headers["set-cookie"]
     assert "Secure" in cookie
 
 
-def test_a_login_starts_a_new_session_id(client: ConsoleClient) -> None:
-    client.get("/console/login")
+def test_a_login_starts_a_new_session_id(console: ConsoleClient) -> None:
+    console.get("/console/login")
     keys = SessionKeys(password_hash=console_hash(), secret_key=CONSOLE_SECRET_KEY)
-    before = keys.decode(client.cookies[COOKIE_NAME], now=NOW)
-    client.login()
-    after = keys.decode(client.cookies[COOKIE_NAME], now=NOW)
+    before = keys.decode(console.cookies[COOKIE_NAME], now=NOW)
+    console.login()
+    after = keys.decode(console.cookies[COOKIE_NAME], now=NOW)
     assert before is not None
     assert after is not None
     assert before.user is None
@@ -209,19 +155,19 @@ def test_a_login_starts_a_new_session_id(client: ConsoleClient) -> None:
 
 
 def test_a_wrong_password_is_refused_then_the_address_is_locked_out(
-    client: ConsoleClient,
+    console: ConsoleClient,
 ) -> None:
     for _ in range(5):
-        answer = client.login(password="not the password")
+        answer = console.login(password="not the password")
         assert answer.status_code == 401
         assert "wrong password" in answer.text
-    assert client.login().status_code == 429  # even the right one, for a while
-    assert client.get("/console/", follow_redirects=False).status_code == 303
+    assert console.login().status_code == 429  # even the right one, for a while
+    assert console.get("/console/", follow_redirects=False).status_code == 303
 
 
-def test_login_without_its_csrf_token_is_refused(client: ConsoleClient) -> None:
-    client.get("/console/login")
-    answer = client.post(
+def test_login_without_its_csrf_token_is_refused(console: ConsoleClient) -> None:
+    console.get("/console/login")
+    answer = console.post(
         "/console/login",
         data={"name": CONSOLE_USER, "password": CONSOLE_PASSWORD},
         follow_redirects=False,
@@ -230,17 +176,19 @@ def test_login_without_its_csrf_token_is_refused(client: ConsoleClient) -> None:
     assert COOKIE_NAME not in answer.headers.get("set-cookie", "")
 
 
-def test_login_never_sends_you_to_another_site(client: ConsoleClient) -> None:
-    page = client.get("/console/login?next=//evil.example/x")
+def test_login_never_sends_you_to_another_site(console: ConsoleClient) -> None:
+    page = console.get("/console/login?next=//evil.example/x")
     assert "evil.example" not in page.text
     for target in ("//evil.example", "https://evil.example", "/console//evil.example"):
-        client.cookies.clear()
-        form = client.form("/console/login", "/console/login")
-        answer = client.submit(form, next=target, name=CONSOLE_USER, password=CONSOLE_PASSWORD)
+        console.cookies.clear()
+        form = console.form("/console/login", "/console/login")
+        answer = console.submit(form, next=target, name=CONSOLE_USER, password=CONSOLE_PASSWORD)
         assert answer.headers["location"] == "/console/", target
 
 
-def test_an_action_without_a_csrf_token_is_refused(logged_in: ConsoleClient, rt: Runtime) -> None:
+def test_an_action_without_a_csrf_token_is_refused(
+    logged_in: ConsoleClient, console_rt: Runtime
+) -> None:
     form = logged_in.form("/console/customers/cus_stuck", "/console/do/pause")
     for broken in ({"csrf_token": ""}, {"csrf_token": "x" * 43}):
         answer = logged_in.submit(form, **broken, reason="disputing")
@@ -249,12 +197,12 @@ def test_an_action_without_a_csrf_token_is_refused(logged_in: ConsoleClient, rt:
     without = {k: v for k, v in form.fields.items() if k != "csrf_token"}
     answer = logged_in.post(form.action, data=without, follow_redirects=False)
     assert answer.status_code == 403
-    assert not _paused(rt, "cus_stuck")
-    assert _actions(rt) == 0
+    assert not _paused(console_rt, "cus_stuck")
+    assert _actions(console_rt) == 0
 
 
-def test_another_sessions_tokens_do_not_work(rt: Runtime, logged_in: ConsoleClient) -> None:
-    with ConsoleClient(create_app(rt)) as other:
+def test_another_sessions_tokens_do_not_work(console_rt: Runtime, logged_in: ConsoleClient) -> None:
+    with ConsoleClient(create_app(console_rt)) as other:
         other.login(name="Bob")
         theirs = other.form("/console/customers/cus_stuck", "/console/do/pause")
     answer = logged_in.submit(theirs, reason="x")  # our cookie, their form
@@ -263,31 +211,31 @@ def test_another_sessions_tokens_do_not_work(rt: Runtime, logged_in: ConsoleClie
     answer = logged_in.submit(ours, form_nonce=theirs.fields["form_nonce"])
     assert answer.status_code == 403
     assert "one-time token" in page_problem(answer.text)
-    assert _actions(rt) == 0
+    assert _actions(console_rt) == 0
 
 
-def test_a_replayed_form_applies_once(logged_in: ConsoleClient, rt: Runtime) -> None:
+def test_a_replayed_form_applies_once(logged_in: ConsoleClient, console_rt: Runtime) -> None:
     pause = logged_in.form("/console/customers/cus_stuck", "/console/do/pause")
     first = logged_in.submit(pause, reason="disputing")
     assert first.status_code == 303
-    assert _paused(rt, "cus_stuck")
+    assert _paused(console_rt, "cus_stuck")
     resume = logged_in.form("/console/customers/cus_stuck", "/console/do/resume")
     assert logged_in.submit(resume).status_code == 303
-    assert not _paused(rt, "cus_stuck")
+    assert not _paused(console_rt, "cus_stuck")
 
     again = logged_in.submit(pause, reason="disputing")  # the same pause form, posted again
     assert again.status_code == 409
     assert "already submitted" in page_problem(again.text)
-    assert not _paused(rt, "cus_stuck")
+    assert not _paused(console_rt, "cus_stuck")
     assert logged_in.submit(resume).status_code == 409
-    assert _actions(rt) == 2
+    assert _actions(console_rt) == 2
 
 
-def test_a_replayed_retry_re_queues_once(logged_in: ConsoleClient, rt: Runtime) -> None:
+def test_a_replayed_retry_re_queues_once(logged_in: ConsoleClient, console_rt: Runtime) -> None:
     retry = logged_in.form("/console/actions", "/console/do/retry")
     assert logged_in.submit(retry).status_code == 303
     assert logged_in.submit(retry).status_code == 409
-    with read_session(rt.engine) as session:
+    with read_session(console_rt.engine) as session:
         rows = session.scalars(select(OperatorAction)).all()
     assert [(row.action, row.intent_id) for row in rows] == [
         ("retry", int(retry.fields["intent_id"]))
