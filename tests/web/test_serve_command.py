@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 import typer
 
 from tests.fixtures.sandbox import SandboxHandle, free_port
+from tests.fixtures.serving import wait_for_health
 from tests.web.keys import lago_hmac
 from worker.cli import serve_cmd
 from worker.cli.errors import run_cli
@@ -62,16 +62,7 @@ def test_serve_answers_and_stops(sqlite_url: str, sandbox: SandboxHandle, tmp_pa
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                health = httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    output = process.stderr.read().decode() if process.stderr else ""
-                    raise AssertionError(f"dunning serve did not answer: {output}") from None
-                time.sleep(0.1)
+        health = wait_for_health(process, base)
         assert health.json() == {"status": "ok", "database": "ok"}
         body = b'{"webhook_type":"customer.created","customer":{}}'
         answer = httpx.post(
