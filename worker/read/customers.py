@@ -145,7 +145,10 @@ def customer_timeline(
             for row in actions
         ),
     ]
-    events.sort(key=lambda event: event.at, reverse=True)
+    # Newest first; at the same instant the later step first (sent after created).
+    ordered = [
+        event for _, event in sorted(enumerate(events), key=lambda p: (p[1].at, p[0]), reverse=True)
+    ]
     return CustomerTimeline(
         external_customer_id=customer,
         known=bool(groups or intents or decisions or actions or control),
@@ -161,7 +164,7 @@ def customer_timeline(
         ),
         paused=paused,
         intents=tuple(intent_line(row) for row in intents),
-        events=tuple(events[:limit]),
+        events=tuple(ordered[:limit]),
     )
 
 
@@ -196,9 +199,13 @@ def _intent_events(row: PaymentRequestIntent) -> list[TimelineEvent]:
         lago_id = row.lago_payment_request_id or "-"
         steps.append((row.sent_at, row.status, f"Lago payment request {lago_id}", row.amount_cents))
     if row.outcome is not None and row.resolved_at is not None:
-        recovered = row.recovered_cents or 0
         steps.append(
-            (row.resolved_at, f"outcome: {row.outcome}", f"recovered {recovered} cents", recovered)
+            (
+                row.resolved_at,
+                f"outcome: {row.outcome}",
+                "recovered after the request",
+                row.recovered_cents or 0,
+            )
         )
     return [
         TimelineEvent(

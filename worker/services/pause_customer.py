@@ -49,7 +49,7 @@ def pause_customer(
     """No payment requests for the customer until resumed (or until `until`, a hold)."""
     if until is not None and until <= now:
         raise PauseError("a hold must end in the future: give a later date")
-    ends = f"until {until.isoformat(timespec='minutes')}" if until else "until resumed"
+    ends = f"until {until.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if until else "until resumed"
     with write_tx(engine) as session:
         record_action(
             session, actor, "pause", external_customer_id, at=now, reason=reason, detail=ends
