@@ -212,6 +212,13 @@ def test_the_next_sweep_page_lists_what_will_be_asked(logged_in: ConsoleClient) 
     assert totals.endswith("USD 1 66.00")
     asks = _text(_cell(html, r'(<table id="asks">.*?</table>)'))
     assert "cus_next USD new attempt 2026-11-20 12:02 UTC 66.00 USD standard" in asks
+    outlook = re.findall(
+        r"<tr class=\"kind-.*?</tr>", _cell(html, r'(<table id="outlook">.*?</table>)'), re.S
+    )
+    assert [_text(row) for row in outlook] == [
+        "cus_next USD 66.00 USD wait: too_soon asked at the next sweep",
+        "cus_done USD 77.00 USD exhausted: max_attempts_reached no more attempts",
+    ]
 
 
 @pytest.fixture

@@ -80,6 +80,7 @@ class Console:
             secret_key=secret.get_secret_value() if secret is not None else None,
         )
         self.rt = rt
+        self.prefix = PREFIX
         self.lifetime = timedelta(hours=settings.console_session_hours)
         self.throttle = auth.LoginThrottle()
         self.secrets = tuple(value for value in settings.secret_values() if len(value) >= 4)

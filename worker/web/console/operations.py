@@ -116,7 +116,7 @@ class Operations:
                 actor=actor,
             )
             log.info("console pause", user=actor.name, customer=customer)
-            return timeline_url("/console", customer)
+            return timeline_url(self.console.prefix, customer)
 
         return await self._act(request, apply)
 
@@ -130,7 +130,7 @@ class Operations:
                 actor=actor,
             )
             log.info("console resume", user=actor.name, customer=customer)
-            return timeline_url("/console", customer)
+            return timeline_url(self.console.prefix, customer)
 
         return await self._act(request, apply)
 
@@ -144,6 +144,6 @@ class Operations:
                 reason=_reason(form),
             )
             log.info("console retry", user=actor.name, intent_id=requeued.intent_id)
-            return timeline_url("/console", requeued.external_customer_id)
+            return timeline_url(self.console.prefix, requeued.external_customer_id)
 
         return await self._act(request, apply)
