@@ -143,8 +143,8 @@ class GroupOutlook:
 
 
 def group_outlook(session: Session, plan: NextSweep, *, limit: int = 500) -> list[GroupOutlook]:
-    """The groups of `plan.based_on_run`, those asked next first, then by when they may be
-    asked (soonest first), then the ones not dunned."""
+    """The groups of `plan.based_on_run`: those asked next first, then those waiting (the
+    soonest first), then the rest (attempts already made, exhausted, not dunned)."""
     if plan.based_on_run is None:
         return []
     asked = {(a.external_customer_id, a.currency, a.billing_entity_code) for a in plan.asks}
@@ -169,11 +169,11 @@ def group_outlook(session: Session, plan: NextSweep, *, limit: int = 500) -> lis
         )
         for row in rows
     ]
-    return sorted(
-        found,
-        key=lambda g: (
-            not g.asked_next,
-            g.next_eligible_at is None,
-            g.next_eligible_at or datetime.max.replace(tzinfo=UTC),
-        ),
-    )
+    never = datetime.max.replace(tzinfo=UTC)
+
+    def order(group: GroupOutlook) -> tuple[bool, bool, datetime, str]:
+        # an attempt's intent exists already: its time to look again is not a wait
+        waits_until = None if group.kind == "attempt" else group.next_eligible_at
+        return (not group.asked_next, waits_until is None, waits_until or never, group.kind)
+
+    return sorted(found, key=order)
