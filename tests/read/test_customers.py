@@ -10,6 +10,7 @@ from sqlalchemy import Engine, update
 from tests.fixtures.ledger_rows import T0, add_decision, add_intent_row, add_run
 from worker.read import reading
 from worker.read.customers import customer_timeline, find_customers
+from worker.read.intents import open_rivals
 from worker.services.operator import Actor
 from worker.services.pause_customer import pause_customer
 from worker.services.resume_customer import resume_customer
@@ -119,3 +120,15 @@ def test_a_nonce_applies_once_whatever_the_action(engine: Engine) -> None:
     assert [event.title for event in timeline.events if event.kind == "action"] == [
         "pause by ana (console)"
     ]
+
+
+def test_an_open_intent_of_the_same_group_is_the_rival_of_the_others(engine: Engine) -> None:
+    stuck = add_intent_row(engine, customer="cus_g", status="needs_review", group_key="g|USD|-")
+    other_group = add_intent_row(engine, customer="cus_h", status="needs_review")
+    alone = [stuck, other_group]
+    with reading(engine) as session:
+        assert open_rivals(session, alone) == {}
+    newer = add_intent_row(engine, customer="cus_g", status="pending", group_key="g|USD|-")
+    add_intent_row(engine, customer="cus_g", status="sent", group_key="g|USD|-")  # not open
+    with reading(engine) as session:
+        assert open_rivals(session, [stuck, other_group, newer]) == {stuck: newer}

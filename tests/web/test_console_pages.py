@@ -21,7 +21,7 @@ from tests.fixtures.console import (
     console_settings,
     page_problem,
 )
-from tests.fixtures.ledger_rows import report_scenario
+from tests.fixtures.ledger_rows import add_intent_row, report_scenario
 from tests.fixtures.sandbox import SandboxHandle
 from worker.read import reading
 from worker.read.customers import customer_timeline
@@ -301,3 +301,20 @@ def test_no_page_ever_contains_a_configured_secret(
     for body in bodies:
         for secret in secrets:
             assert secret not in body
+
+
+def test_no_retry_button_while_a_newer_intent_of_the_group_is_open(
+    logged_in: ConsoleClient, console_rt: Runtime
+) -> None:
+    newer = add_intent_row(
+        console_rt.engine,
+        customer="cus_stuck",
+        status="pending",
+        amount=8_800,
+        sent_at=CONSOLE_NOW,
+        group_key="cus_stuck|USD|-",
+    )
+    for page in ("/console/actions", "/console/customers/cus_stuck"):
+        html = logged_in.get(page).text
+        assert 'action="/console/do/retry"' not in html, page
+        assert f"intent #{newer} is open for this group: retry once it is settled" in html

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from worker.read.customers import customer_timeline, find_customers
+from worker.read.intents import open_rivals
 from worker.store.requeue import RETRYABLE_STATUSES
 
 
@@ -18,4 +19,5 @@ def search(session: Session, *, query: str) -> dict[str, Any]:
 
 def timeline(session: Session, *, customer: str, now: datetime) -> dict[str, Any]:
     found = customer_timeline(session, customer, now=now)
-    return {"timeline": found, "retryable": RETRYABLE_STATUSES}
+    rivals = open_rivals(session, (intent.id for intent in found.intents))
+    return {"timeline": found, "retryable": RETRYABLE_STATUSES, "open_rivals": rivals}
