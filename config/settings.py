@@ -124,6 +124,22 @@ class Settings(BaseSettings):
         default=30.0, validation_alias="DUNNING_SMTP_TIMEOUT_S"
     )
 
+    # Ops console (`dunning serve`, under /console): off unless a password hash is set.
+    console_password_hash: SecretStr | None = Field(
+        default=None, validation_alias="DUNNING_CONSOLE_PASSWORD_HASH"
+    )
+    # Signs the session cookies; without it a key is derived from the password hash.
+    console_secret_key: SecretStr | None = Field(
+        default=None, validation_alias="DUNNING_CONSOLE_SECRET_KEY"
+    )
+    # Secure cookies: None = when the request came over https.
+    console_secure_cookie: bool | None = Field(
+        default=None, validation_alias="DUNNING_CONSOLE_SECURE_COOKIE"
+    )
+    console_session_hours: Annotated[float, Field(gt=0, le=720)] = Field(
+        default=12.0, validation_alias="DUNNING_CONSOLE_SESSION_HOURS"
+    )
+
     # Logging
     log_level: str = Field(default="INFO", validation_alias="DUNNING_LOG_LEVEL")
     log_format: LogFormat = Field(default=LogFormat.AUTO, validation_alias="DUNNING_LOG_FORMAT")
@@ -158,6 +174,27 @@ class Settings(BaseSettings):
         if value is None or value.get_secret_value().strip() == "":
             return None
         return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("console_password_hash", "console_secret_key")
+    @classmethod
+    def _strip_console_secret(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        if value is None or value.get_secret_value().strip() == "":
+            return None
+        secret = value.get_secret_value().strip()
+        if info.field_name == "console_password_hash" and not secret.startswith("scrypt$"):
+            raise ValueError("is not a hash from `dunning console-password` (scrypt$...)")
+        if info.field_name == "console_secret_key" and len(secret) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return SecretStr(secret)
+
+    @field_validator("console_secure_cookie", mode="before")
+    @classmethod
+    def _blank_is_auto(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "auto"):
+            return None
+        return value
 
     @field_validator("rate_limit_rps")
     @classmethod
@@ -239,6 +276,10 @@ class Settings(BaseSettings):
         return (self.data_dir / "broker").resolve()
 
     @property
+    def console_enabled(self) -> bool:
+        return self.console_password_hash is not None
+
+    @property
     def broker_is_redis(self) -> bool:
         return self.resolved_broker_url.startswith(("redis://", "rediss://"))
 
@@ -246,10 +287,14 @@ class Settings(BaseSettings):
         """Every secret these settings hold (API key, HMAC key, URL passwords), as written
         and as decoded: what log output must never contain."""
         found = [self.lago_api_key.get_secret_value()]
-        if self.webhook_hmac_key is not None:
-            found.append(self.webhook_hmac_key.get_secret_value())
-        if self.smtp_password is not None and self.smtp_password.get_secret_value():
-            found.append(self.smtp_password.get_secret_value())
+        for secret in (
+            self.webhook_hmac_key,
+            self.smtp_password,
+            self.console_password_hash,
+            self.console_secret_key,
+        ):
+            if secret is not None and secret.get_secret_value():
+                found.append(secret.get_secret_value())
         database = _database_url(self.resolved_database_url)
         if database is not None and database.password:
             found.append(str(database.password))

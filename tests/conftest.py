@@ -4,4 +4,6 @@ pytest_plugins = [
     "tests.fixtures.db",
     "tests.fixtures.sandbox",
     "tests.fixtures.smtp",
+    "tests.fixtures.console",
+    "tests.fixtures.browser",
 ]

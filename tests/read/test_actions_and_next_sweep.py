@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from tests.fixtures.ledger_rows import T0, add_decision, add_intent_row, add_run, add_snapshot
 from worker.read import reading
 from worker.read.actions import action_list
-from worker.read.next_sweep import next_sweep
+from worker.read.next_sweep import group_outlook, next_sweep
 from worker.store.controls import pause_customer
 from worker.store.db import write_tx
 
@@ -151,3 +151,35 @@ def test_the_next_sweep_asks_retries_due_and_waits_that_end(engine: Engine) -> N
     assert plan.asks[0].intent_id == retry
     assert plan.based_on_run == run_id
     assert plan.totals() == {"USD": (2, 333)}
+
+
+def test_every_group_of_the_last_full_sweep_with_what_happens_next(engine: Engine) -> None:
+    _full_run(engine, started=-timedelta(hours=1))  # older decisions do not count
+    run_id = _full_run(engine)
+    for customer, reason, kind, eligible in (
+        ("cus_later", "too_soon", "wait", NEXT + timedelta(days=2)),
+        ("cus_soon", "in_grace_period", "wait", NEXT - timedelta(minutes=5)),
+        ("cus_out", "below_threshold", "skip", None),
+        ("cus_inv", "already_paid", "skip", None),
+    ):
+        add_decision(
+            engine,
+            run_id=run_id,
+            customer=customer,
+            reason=reason,
+            kind=kind,
+            next_eligible_at=eligible,
+        )
+    with reading(engine) as session:
+        plan = next_sweep(session, at=NEXT, now=T0)
+        outlook = group_outlook(session, plan)
+    assert [(g.external_customer_id, g.asked_next, g.next_eligible_at) for g in outlook] == [
+        ("cus_soon", True, NEXT - timedelta(minutes=5)),
+        ("cus_later", False, NEXT + timedelta(days=2)),
+        ("cus_out", False, None),
+    ]  # an invoice-level skip (already paid) is not a group
+
+
+def test_no_full_sweep_no_outlook(engine: Engine) -> None:
+    with reading(engine) as session:
+        assert group_outlook(session, next_sweep(session, at=NEXT, now=T0)) == []

@@ -8,8 +8,6 @@ In CI a missing browser fails the test (`.ci/run` installs it); elsewhere it is 
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,47 +15,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from tests.fixtures.browser import LAPTOP, skip_without_browser
 from tests.fixtures.ledger_rows import report_scenario
 from worker.services.report import build_report
 from worker.services.report_html import render_html
 
-BROWSER = next(
-    (
-        found
-        for name in ("chromium", "chromium-browser", "google-chrome")
-        if (found := shutil.which(name))
-    ),
-    None,
-)
-if BROWSER is None and not os.environ.get("CI"):
-    pytest.skip(
-        "no headless Chromium on PATH (Debian: apt-get install -y chromium)",
-        allow_module_level=True,
-    )
+skip_without_browser()
 
-from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page  # noqa: E402
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-LAPTOP = {"width": 1280, "height": 800}
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert BROWSER is not None, "CI needs Chromium: .ci/run installs Debian's package"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=BROWSER, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture

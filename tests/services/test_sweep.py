@@ -25,6 +25,7 @@ from tests.e2e.sweep_support import (
 )
 from tests.fixtures.sandbox import SandboxHandle
 from worker.lago.errors import FeatureUnavailableError
+from worker.services.operator import cli_actor
 from worker.services.retry_intent import retry_intent
 from worker.services.sweep import SweepSummary, run_sweep
 from worker.store import group_states, runs
@@ -394,7 +395,7 @@ def test_missing_premium_licence_stops_the_sweep_and_keeps_the_intents(
     engine = make_engine(db_url)
     try:
         for intent_id in _intent_ids(engine):
-            retry_intent(engine, intent_id=intent_id, now=datetime.now(UTC))
+            retry_intent(engine, intent_id=intent_id, now=datetime.now(UTC), actor=cli_actor())
     finally:
         engine.dispose()
     after = _sweep(db_url, sandbox, policy, settings={"settle_seconds": 0})

@@ -46,6 +46,7 @@ TABLES = {
     "customer_controls",
     "decisions",
     "webhook_events",
+    "operator_actions",
 }
 
 

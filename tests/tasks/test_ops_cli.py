@@ -4,6 +4,7 @@ input gets one line and a non-zero exit."""
 from __future__ import annotations
 
 import base64
+import getpass
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ from urllib.parse import quote
 
 import pytest
 import redis
+from sqlalchemy import select
 
 from config import Settings, load_settings
 from tests.fixtures.sandbox import SandboxHandle
@@ -27,8 +29,9 @@ from worker.cli.ops_cmd import enqueue_sweep
 from worker.services.runtime import Runtime, open_runtime
 from worker.services.sweep import run_sweep
 from worker.store import controls, intents
-from worker.store.db import read_session, write_tx
+from worker.store.db import make_engine, read_session, write_tx
 from worker.store.migrate import upgrade
+from worker.store.models import OperatorAction
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -427,3 +430,21 @@ def test_enqueue_warns_when_no_worker_answers(dunning: Any, env: dict[str, str])
     (warning,) = result.stderr.strip().splitlines()
     assert warning.startswith("warning: no worker answered a ping on filesystem:// within")
     assert "the task waits in the queue" in warning
+
+
+def test_pause_resume_and_retry_from_the_cli_are_recorded_with_who(
+    dunning: Any, env: dict[str, str], settings: Settings
+) -> None:
+    assert dunning(env, "pause", "cus_00001", "--reason", "disputed").returncode == 0
+    assert dunning(env, "resume", "cus_00001").returncode == 0
+    assert dunning(env, "retry", "424242", "--enqueue").returncode == 2  # no such intent
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with read_session(engine) as session:
+            rows = session.scalars(select(OperatorAction).order_by(OperatorAction.id)).all()
+    finally:
+        engine.dispose()
+    assert [(r.action, r.actor, r.source, r.reason) for r in rows] == [
+        ("pause", getpass.getuser(), "cli", "disputed"),
+        ("resume", getpass.getuser(), "cli", None),
+    ]

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 import typer
 
 from tests.fixtures.sandbox import SandboxHandle, free_port
+from tests.fixtures.serving import wait_for_health
 from tests.web.keys import lago_hmac
 from worker.cli import serve_cmd
 from worker.cli.errors import run_cli
@@ -62,16 +62,7 @@ def test_serve_answers_and_stops(sqlite_url: str, sandbox: SandboxHandle, tmp_pa
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                health = httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    output = process.stderr.read().decode() if process.stderr else ""
-                    raise AssertionError(f"dunning serve did not answer: {output}") from None
-                time.sleep(0.1)
+        health = wait_for_health(process, base)
         assert health.json() == {"status": "ok", "database": "ok"}
         body = b'{"webhook_type":"customer.created","customer":{}}'
         answer = httpx.post(
@@ -146,13 +137,13 @@ def serve_fails(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> Callable[..., tuple[int, list[str], str]]:
-    """Run `dunning serve ARGS` in-process on a migrated ledger: (exit code, the stderr
-    lines that are not JSON logs, all of stderr)."""
+    """Run `dunning serve ARGS` in-process on a migrated ledger (keyword arguments: more
+    environment): (exit code, the stderr lines that are not JSON logs, all of stderr)."""
     upgrade(sqlite_url)
     env = _env(sqlite_url, sandbox, tmp_path)
 
-    def run(*args: str) -> tuple[int, list[str], str]:
-        code = _run_in_process(["serve", *args], monkeypatch, env)
+    def run(*args: str, **extra_env: str) -> tuple[int, list[str], str]:
+        code = _run_in_process(["serve", *args], monkeypatch, {**env, **extra_env})
         err = capsys.readouterr().err
         return code, [line for line in err.splitlines() if not line.startswith("{")], err
 
@@ -183,3 +174,18 @@ def test_serve_on_a_host_that_does_not_resolve_is_one_line_with_exit_2(
     assert code == 2, err
     assert len(errors) == 1
     assert errors[0].startswith("error: invalid --host 'no such host': ")
+
+
+def test_serve_with_a_damaged_console_hash_is_one_line_with_exit_2(
+    serve_fails: Callable[..., tuple[int, list[str], str]],
+) -> None:
+    damaged = "scrypt$n=32768,r=8,p=1$not-base64$also-not"
+    code, errors, err = serve_fails(
+        "--port", str(free_port()), DUNNING_CONSOLE_PASSWORD_HASH=damaged
+    )
+    assert code == 2, err
+    assert errors == [
+        "error: invalid DUNNING_CONSOLE_PASSWORD_HASH: the hash is damaged: run "
+        "`dunning console-password` again"
+    ]
+    assert damaged not in err

@@ -21,6 +21,7 @@ app = typer.Typer(
 def _register_commands() -> None:
     from worker.cli import (
         backtest_cmd,
+        console_cmd,
         db_cmd,
         email_cmd,
         ops_cmd,
@@ -37,6 +38,7 @@ def _register_commands() -> None:
     ops_cmd.register(app)
     report_cmd.register(app)
     serve_cmd.register(app)
+    console_cmd.register(app)
     policy_cmd.register(app)
     backtest_cmd.register(app)
     sandbox_cmd.register(app)

@@ -6,12 +6,14 @@
   here and now (needs LAGO_API_URL) or let the workers do it.
 - `dunning pause CUSTOMER_ID [--until DATE] [--reason ...]` / `dunning resume CUSTOMER_ID`:
   a pause with `--until` is a hold that ends by itself (a promise to pay, a dispute).
+Pauses, resumes and retries go through the same services as the console and are recorded in
+the ledger (`operator_actions`) with the operating-system user as the actor.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -20,6 +22,7 @@ from sqlalchemy import Engine
 from config import Settings, mask_url
 from worker.cli.common import cli_settings
 from worker.cli.errors import EXIT_USAGE, fail
+from worker.services.operator import customer_id_problem, text_problem
 
 SWEEP_TASK = "dunning.sweep"
 SEND_TASK = "dunning.send_payment_request"
@@ -110,8 +113,6 @@ def enqueue_send(settings: Settings, intent_id: int) -> str:
 
 #: Ids are 64-bit integers in both databases.
 MAX_INTENT_ID = 2**63 - 1
-#: The ledger keeps external customer ids in 255 characters.
-MAX_CUSTOMER_ID_LENGTH = 255
 
 
 def parse_intent_id(value: str) -> int:
@@ -140,27 +141,17 @@ def _too_large(digits: int) -> NoReturn:
 
 def _customer_id(value: str) -> str:
     customer = value.strip()
-    if not customer:
-        fail("customer id must not be empty", exit_code=EXIT_USAGE)
-    if len(customer) > MAX_CUSTOMER_ID_LENGTH:
-        fail(
-            f"customer id must be at most {MAX_CUSTOMER_ID_LENGTH} characters, got {len(customer)}",
-            exit_code=EXIT_USAGE,
-        )
-    _printable("customer id", customer)
+    problem = customer_id_problem(customer)
+    if problem is not None:
+        fail(problem, exit_code=EXIT_USAGE)
     return customer
 
 
 def _reason(value: str | None) -> str | None:
-    if value is not None:
-        _printable("reason", value)
+    problem = None if value is None else text_problem("reason", value)
+    if problem is not None:
+        fail(problem, exit_code=EXIT_USAGE)
     return value
-
-
-def _printable(what: str, value: str) -> None:
-    """Refuse control characters (a NUL cannot even be stored by PostgreSQL)."""
-    if not value.isprintable():
-        fail(f"{what} must not contain control characters", exit_code=EXIT_USAGE)
 
 
 def _shown(value: str) -> str:
@@ -215,15 +206,20 @@ def retry_command(
         bool,
         typer.Option("--enqueue", help="Let the running workers send it instead of this command."),
     ] = False,
+    reason: Annotated[
+        str | None, typer.Option(help="Why (recorded with the action, shown on the timeline).")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Re-queue an intent (needs_review, refused, blocked or pending) and send it again.
 
     A try that may already have reached Lago is reconciled with Lago before any new POST.
     """
+    from worker.services.operator import cli_actor
     from worker.services.retry_intent import RetryError, retry_intent
 
     number = parse_intent_id(intent_id)
+    reason = _reason(reason)
     settings = cli_settings(quiet_logs=True)
     if not enqueue and settings.lago_api_url is None:
         fail(
@@ -233,7 +229,9 @@ def retry_command(
         )
     engine = _engine(settings)
     try:
-        requeued = retry_intent(engine, intent_id=number, now=datetime.now(UTC))
+        requeued = retry_intent(
+            engine, intent_id=number, now=datetime.now(UTC), actor=cli_actor(), reason=reason
+        )
     except RetryError as exc:
         fail(str(exc), exit_code=EXIT_USAGE)
     finally:
@@ -290,26 +288,15 @@ def _send_now(settings: Settings, intent_id: int) -> dict[str, str]:
 
 
 def parse_until(value: str | None, now: datetime) -> datetime | None:
-    """`--until` as a date (held through that day, UTC: resumes at the next midnight UTC) or
-    an ISO 8601 instant (UTC when no zone is given); it must be in the future."""
+    """`--until` as a date (held through that day, UTC) or an ISO 8601 instant, in the future."""
+    from worker.services.pause_customer import PauseError, parse_hold_end
+
     if value is None:
         return None
-    text = value.strip()
     try:
-        if len(text) == 10:
-            day = date.fromisoformat(text) + timedelta(days=1)
-            until = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        else:
-            moment = datetime.fromisoformat(text)
-            until = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    except ValueError:
-        fail(
-            f"invalid --until {value!r}: use a date like 2026-12-15 (or an ISO 8601 time)",
-            exit_code=EXIT_USAGE,
-        )
-    if until <= now:
-        fail(f"--until {value} is already past: give a later date", exit_code=EXIT_USAGE)
-    return until
+        return parse_hold_end(value, now)
+    except PauseError as exc:
+        fail(f"invalid --until {value!r}: {exc}", exit_code=EXIT_USAGE)
 
 
 def pause_command(
@@ -326,8 +313,8 @@ def pause_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Stop dunning a customer: no new payment requests, open intents are not sent."""
-    from worker.store.controls import pause_customer
-    from worker.store.db import write_tx
+    from worker.services.operator import cli_actor
+    from worker.services.pause_customer import pause_customer
 
     customer = _customer_id(customer_id)
     reason = _reason(reason)
@@ -335,10 +322,14 @@ def pause_command(
     hold_end = parse_until(until, now)
     engine = _engine(cli_settings(quiet_logs=True))
     try:
-        with write_tx(engine) as session:
-            pause_customer(
-                session, external_customer_id=customer, reason=reason, now=now, until=hold_end
-            )
+        pause_customer(
+            engine,
+            external_customer_id=customer,
+            reason=reason,
+            until=hold_end,
+            now=now,
+            actor=cli_actor(),
+        )
     finally:
         engine.dispose()
     ends = (
@@ -363,22 +354,15 @@ def resume_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Dun a paused customer again from the next sweep on."""
-    from worker.store.controls import get_control, resume_customer
-    from worker.store.db import write_tx
+    from worker.services.operator import cli_actor
+    from worker.services.resume_customer import resume_customer
 
     customer = _customer_id(customer_id)
     engine = _engine(cli_settings(quiet_logs=True))
     try:
-        now = datetime.now(UTC)
-        with write_tx(engine) as session:
-            control = get_control(session, external_customer_id=customer)
-            was_paused = (
-                control is not None
-                and control.paused
-                and (control.paused_until is None or control.paused_until > now)
-            )  # a hold that already ended paused nobody
-            if was_paused:
-                resume_customer(session, external_customer_id=customer, now=now)
+        was_paused = resume_customer(
+            engine, external_customer_id=customer, now=datetime.now(UTC), actor=cli_actor()
+        )
     finally:
         engine.dispose()
     text = (

@@ -23,7 +23,7 @@ from config import Settings
 from worker.cli.common import cli_settings, out
 from worker.cli.errors import EXIT_USAGE, fail
 from worker.cli.report_view import report_view, status_view
-from worker.services.report import build_report, next_run_at
+from worker.services.report import build_report, next_sweep_at
 from worker.services.report_csv import render_csv
 from worker.services.report_html import render_html
 from worker.services.status import build_status
@@ -35,17 +35,6 @@ def _engine(settings: Settings) -> Engine:
     from worker.store.migrate import current_engine
 
     return current_engine(settings)
-
-
-def next_sweep_at(settings: Settings, now: datetime) -> datetime | None:
-    """The next beat tick of the policy file's cron; None when the file cannot be read (the
-    report still works: it only reads the ledger)."""
-    from config.policies import PolicyFileError, load_policies
-
-    try:
-        return next_run_at(load_policies(settings.policy_file).cron, now)
-    except PolicyFileError:
-        return None
 
 
 def parse_since(value: str | None) -> datetime | None:

@@ -1,4 +1,5 @@
-"""`dunning serve`: receive Lago webhooks and expose /metrics and /healthz.
+"""`dunning serve`: receive Lago webhooks and expose /metrics and /healthz; with
+`DUNNING_CONSOLE_PASSWORD_HASH` set, the ops console under /console as well.
 
 Point a Lago webhook endpoint at `http://HOST:PORT/webhooks/lago`. JWT-signed webhooks are
 checked with the key from Lago (`GET /api/v1/webhooks/json_public_key`, cached); HMAC-signed
@@ -26,6 +27,7 @@ def serve(
 
     from worker.logging import get_logger
     from worker.web.app import WEBHOOK_PATH, create_app
+    from worker.web.console.passwords import PasswordHashError
 
     if not 0 < port < 65536:
         fail(f"invalid --port {port}: use 1-65535", exit_code=EXIT_USAGE)
@@ -33,7 +35,10 @@ def serve(
     rt = cli_runtime(settings)
     log = get_logger(__name__)
     try:
-        app = create_app(rt)
+        try:
+            app = create_app(rt)
+        except PasswordHashError as exc:
+            fail(f"invalid DUNNING_CONSOLE_PASSWORD_HASH: {exc}", exit_code=EXIT_USAGE)
         # Bound here, not by uvicorn: a busy port is then one line (uvicorn logs its own error
         # and exits 3).
         listening = listen(host, port)
@@ -41,6 +46,7 @@ def serve(
             "serving",
             url=f"http://{host}:{port}{WEBHOOK_PATH}",
             hmac_key_set=settings.webhook_hmac_key is not None,
+            console=f"http://{host}:{port}/console/" if settings.console_enabled else "off",
         )
         config = uvicorn.Config(app, log_config=None, access_log=False)
         try:

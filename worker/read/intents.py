@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from worker.store.controls import active_pause_clause
-from worker.store.models import CustomerControl, PaymentRequestIntent
+from worker.store.models import OPEN_INTENT_STATUSES, CustomerControl, PaymentRequestIntent
 
 OPEN_STATUSES = ("pending", "sending")
 AWAITING_OUTCOME_STATUSES = ("sent", "adopted")
@@ -98,3 +99,22 @@ def paused_customers(session: Session, *, now: datetime) -> list[PausedCustomer]
         PausedCustomer(row.external_customer_id, row.reason, row.updated_at, row.paused_until)
         for row in rows
     ]
+
+
+def open_rivals(session: Session, intent_ids: Iterable[int]) -> dict[int, int]:
+    """For each of `intent_ids` that has one, another open intent of the same group: while it
+    is open the intent cannot be re-queued (one open intent per group)."""
+    wanted = sorted(set(intent_ids))
+    if not wanted:
+        return {}
+    intent, rival = PaymentRequestIntent, aliased(PaymentRequestIntent)
+    found: dict[int, int] = {}
+    for start in range(0, len(wanted), 500):
+        rows = session.execute(
+            select(intent.id, rival.id)
+            .join(rival, (rival.group_key == intent.group_key) & (rival.id != intent.id))
+            .where(intent.id.in_(wanted[start : start + 500]))
+            .where(rival.status.in_(OPEN_INTENT_STATUSES))
+        ).all()
+        found.update({int(mine): int(theirs) for mine, theirs in rows})
+    return found

@@ -7,18 +7,23 @@ Two sources:
   send window, a contact cap, a hold) whose wait ends by then.
 Invoices that become overdue meanwhile, or get paid, change the real sweep: this is the plan
 as the ledger knows it, which is what an operator can act on.
+
+`group_outlook` gives every group the newest full sweep decided on (invoice-level skips left
+out) with what that decision says happens next: asked at the next sweep, waiting until a
+time, or not dunned (and why).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from worker.policy.eligibility import INVOICE_REASONS
 from worker.store.ageing import latest_full_run_id
 from worker.store.controls import active_pause_clause
 from worker.store.models import CustomerControl, DecisionRow, PaymentRequestIntent
@@ -116,3 +121,59 @@ def next_sweep(session: Session, *, at: datetime | None, now: datetime) -> NextS
             if (row.external_customer_id, row.currency, row.billing_entity_code) not in taken
         )
     return NextSweep(at=at, based_on_run=run_id, asks=tuple(asks))
+
+
+#: Decisions about invoices rather than groups: they explain skips, not what happens next.
+_INVOICE_LEVEL = tuple(reason.value for reason in INVOICE_REASONS if reason.value != "eligible")
+_NOT_A_GROUP = (*_INVOICE_LEVEL, "malformed_record")
+
+
+@dataclass(frozen=True, slots=True)
+class GroupOutlook:
+    external_customer_id: str
+    currency: str
+    billing_entity_code: str | None
+    amount_cents: int | None
+    policy: str | None
+    kind: str  # the decision: attempt, wait, skip, exhausted
+    reason: str
+    detail: str | None
+    next_eligible_at: datetime | None
+    asked_next: bool  # in the next sweep's asks
+
+
+def group_outlook(session: Session, plan: NextSweep, *, limit: int = 500) -> list[GroupOutlook]:
+    """The groups of `plan.based_on_run`: those asked next first, then those waiting (the
+    soonest first), then the rest (attempts already made, exhausted, not dunned)."""
+    if plan.based_on_run is None:
+        return []
+    asked = {(a.external_customer_id, a.currency, a.billing_entity_code) for a in plan.asks}
+    rows = session.scalars(
+        select(DecisionRow)
+        .where(DecisionRow.run_id == plan.based_on_run, DecisionRow.reason.not_in(_NOT_A_GROUP))
+        .order_by(DecisionRow.external_customer_id, DecisionRow.currency, DecisionRow.id)
+        .limit(limit)
+    ).all()
+    found = [
+        GroupOutlook(
+            external_customer_id=row.external_customer_id,
+            currency=row.currency,
+            billing_entity_code=row.billing_entity_code,
+            amount_cents=row.amount_cents,
+            policy=row.policy,
+            kind=row.kind,
+            reason=row.reason,
+            detail=row.detail,
+            next_eligible_at=row.next_eligible_at,
+            asked_next=(row.external_customer_id, row.currency, row.billing_entity_code) in asked,
+        )
+        for row in rows
+    ]
+    never = datetime.max.replace(tzinfo=UTC)
+
+    def order(group: GroupOutlook) -> tuple[bool, bool, datetime, str]:
+        # an attempt's intent exists already: its time to look again is not a wait
+        waits_until = None if group.kind == "attempt" else group.next_eligible_at
+        return (not group.asked_next, waits_until is None, waits_until or never, group.kind)
+
+    return sorted(found, key=order)

@@ -226,3 +226,12 @@ def _daily(payments: Iterable[RecoveredPayment]) -> list[DailyRecovery]:
         DailyRecovery(day=day, currency=currency, recovered_cents=cents)
         for (day, currency), cents in sorted(totals.items())
     ]
+
+
+def requests_sent_since(session: Session, *, since: datetime) -> int:
+    """Payment requests created (sent or adopted) at or after `since`."""
+    intent = PaymentRequestIntent
+    count = session.scalar(
+        select(func.count()).where(intent.status.in_(REPORTED_STATUSES), intent.sent_at >= since)
+    )
+    return int(count or 0)

@@ -18,6 +18,8 @@ from typing import Any
 from croniter import croniter
 from sqlalchemy import Engine
 
+from config import Settings
+from config.policies import PolicyFileError, load_policies
 from worker.read import reading
 from worker.read.actions import ActionItem, action_list
 from worker.read.next_sweep import NextSweep, next_sweep
@@ -88,6 +90,15 @@ def next_run_at(cron: str, now: datetime) -> datetime:
     start = now.astimezone(UTC)
     fired: datetime = croniter(cron, start).get_next(datetime)
     return fired.astimezone(UTC)
+
+
+def next_sweep_at(settings: Settings, now: datetime) -> datetime | None:
+    """The next beat tick of the policy file's cron; None when the file cannot be read (the
+    report still works: it only reads the ledger)."""
+    try:
+        return next_run_at(load_policies(settings.policy_file).cron, now)
+    except PolicyFileError:
+        return None
 
 
 def build_report(

@@ -7,8 +7,10 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
+from worker.services.operator import Actor
 from worker.store import intents, requeue
 from worker.store.db import write_tx
+from worker.store.operator_actions import record_action
 
 
 class RetryError(Exception):
@@ -22,13 +24,26 @@ class Requeued:
     external_customer_id: str
 
 
-def retry_intent(engine: Engine, *, intent_id: int, now: datetime) -> Requeued:
-    """Make the intent `pending` and due now; raise `RetryError` if it cannot be."""
+def retry_intent(
+    engine: Engine, *, intent_id: int, now: datetime, actor: Actor, reason: str | None = None
+) -> Requeued:
+    """Make the intent `pending` and due now, recorded with who and why; raise `RetryError`
+    if it cannot be (nothing is recorded then)."""
     with write_tx(engine) as session:
         intent = intents.get_intent(session, intent_id)
         if intent is None:
             raise RetryError(f"no intent #{intent_id}: `dunning status` lists the intents")
         status = intent.status
+        record_action(
+            session,
+            actor,
+            "retry",
+            intent.external_customer_id,
+            at=now,
+            reason=reason,
+            detail=f"re-queued from {status}",
+            intent_id=intent_id,
+        )
         if status not in requeue.RETRYABLE_STATUSES:
             allowed = ", ".join(requeue.RETRYABLE_STATUSES)
             raise RetryError(f"intent #{intent_id} is {status}: only {allowed} can be retried")

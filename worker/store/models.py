@@ -62,6 +62,8 @@ STEP_STATUSES: Final = (
     "refused",  # Lago or the mail server said no for good
     "unknown",  # may or may not have taken effect: never repeated
 )
+OPERATOR_ACTIONS: Final = ("pause", "resume", "retry")
+ACTION_SOURCES: Final = ("cli", "console")
 OUTCOMES: Final = ("paid", "partially_paid", "failed", "voided", "disputed", "open")
 
 
@@ -309,3 +311,27 @@ class WebhookEvent(Base):
     webhook_type: Mapped[str] = mapped_column(String(128))
     received_at: Mapped[datetime]
     processed_at: Mapped[datetime | None]
+
+
+class OperatorAction(Base):
+    """What an operator did, who, when and why (0010): pauses, resumes and retries, from the
+    CLI or the console. `form_nonce` is the one-time token of the console form that asked
+    for it: UNIQUE, so a form posted twice applies once."""
+
+    __tablename__ = "operator_actions"
+    __table_args__ = (
+        CheckConstraint(_in_list("action", OPERATOR_ACTIONS), name="action"),
+        CheckConstraint(_in_list("source", ACTION_SOURCES), name="source"),
+        Index("ix_operator_actions_customer_at", "external_customer_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))
+    external_customer_id: Mapped[str] = mapped_column(String(255))
+    intent_id: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str | None] = mapped_column(Text)
+    form_nonce: Mapped[str | None] = mapped_column(String(100), unique=True)

@@ -4,6 +4,8 @@
                           of the signed body (the key is not signed), apply at once
     GET  /metrics         Prometheus text exposition (ledger gauges refreshed on each scrape)
     GET  /healthz         200 when the state database answers, 503 otherwise
+    /console/...          the ops console (worker/web/console), only when
+                          DUNNING_CONSOLE_PASSWORD_HASH is set: otherwise a 404
 
 Answers to Lago: 200 processed, duplicate or ignored (unknown type); 400 malformed body;
 401 unsigned or forged; 413 too large; 503 when we cannot decide now (public key or database
@@ -19,7 +21,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from worker import metrics
 from worker.logging import get_logger
@@ -30,6 +32,7 @@ from worker.services.webhook_envelope import WebhookPayloadError, parse_envelope
 from worker.store.db import read_session
 from worker.store.errors import StoreError
 from worker.store.webhook_events import payload_digest
+from worker.web.console.app import console_mount
 from worker.web.signatures import (
     PublicKeyCache,
     PublicKeyUnavailableError,
@@ -149,10 +152,12 @@ def create_app(
             return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
         return JSONResponse({"status": "ok", "database": "ok"})
 
-    return Starlette(
-        routes=[
-            Route(WEBHOOK_PATH, webhook, methods=["POST"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
-            Route("/healthz", healthz, methods=["GET"]),
-        ]
-    )
+    routes: list[BaseRoute] = [
+        Route(WEBHOOK_PATH, webhook, methods=["POST"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    console = console_mount(rt)
+    if console is not None:
+        routes.append(console)
+    return Starlette(routes=routes)

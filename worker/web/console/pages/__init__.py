@@ -1,0 +1,1 @@
+"""One module per console page: each builds its template's context from `worker.read`."""
