@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from worker.store.controls import active_pause_clause
@@ -98,3 +98,13 @@ def paused_customers(session: Session, *, now: datetime) -> list[PausedCustomer]
         PausedCustomer(row.external_customer_id, row.reason, row.updated_at, row.paused_until)
         for row in rows
     ]
+
+
+def oldest_open_intent_created_at(session: Session) -> datetime | None:
+    """When the oldest intent still waiting to be sent (pending or being sent) was created."""
+    created: datetime | None = session.scalar(
+        select(func.min(PaymentRequestIntent.created_at)).where(
+            PaymentRequestIntent.status.in_(OPEN_STATUSES)
+        )
+    )
+    return created

@@ -133,3 +133,11 @@ def intent_counts(session: Session) -> dict[str, int]:
     counts = dict.fromkeys(INTENT_STATUSES, 0)
     counts.update({status: int(count) for status, count in rows})
     return counts
+
+
+def last_successful_sweep(session: Session) -> datetime | None:
+    """When the newest sweep that succeeded finished (None: none has yet)."""
+    finished: datetime | None = session.scalar(
+        select(func.max(SweepRun.finished_at)).where(SweepRun.status == "succeeded")
+    )
+    return finished

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
+from worker import metrics
 from worker.lago.errors import LagoError
 from worker.services.send_reconcile import reconcile_before_resend
 from worker.services.send_recording import Answer, record_answer, record_answers
@@ -102,10 +103,16 @@ def send_payment_request(
         intent_ids=[intent_id],
     )
     if not claimed:
-        return not_claimed(intent_id)
+        return _counted(not_claimed(intent_id))
+    metrics.record_lease_expiries(sum(intent.lease_was_expired for intent in claimed))
     if hooks is not None:
         hooks.after_claim()
-    return _send_claimed(ctx, claimed[0], hooks)
+    return _counted(_send_claimed(ctx, claimed[0], hooks))
+
+
+def _counted(outcome: SendOutcome) -> SendOutcome:
+    metrics.record_send(outcome.status.value)
+    return outcome
 
 
 def _send_claimed(ctx: SendContext, intent: ClaimedIntent, hooks: SendHooks | None) -> SendOutcome:
@@ -173,7 +180,8 @@ def send_payment_requests(
     )
     pipeline = _Pipeline(ctx, list(dict.fromkeys(intent_ids)), lease_seconds, batch_size, hooks)
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send") as pool:
-        yield from pipeline.run(pool, concurrency)
+        for outcome in pipeline.run(pool, concurrency):
+            yield _counted(outcome)
 
 
 class _Pipeline:
@@ -269,6 +277,7 @@ class _Pipeline:
             limit=len(chunk),
             intent_ids=chunk,
         )
+        metrics.record_lease_expiries(sum(intent.lease_was_expired for intent in claimed))
         held = {intent.id for intent in claimed}
         for intent_id in chunk:
             if intent_id not in held:
