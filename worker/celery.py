@@ -301,8 +301,8 @@ def _serve_metrics(role: str) -> None:
     from worker.metrics_server import serve_process_metrics
 
     try:
-        serve_process_metrics(settings, role)
-    except MetricsSetupError as exc:
+        serve_process_metrics(settings, role, parse_cron(load_policies(settings.policy_file).cron))
+    except (MetricsSetupError, PolicyFileError, CronError) as exc:
         raise SystemExit(f"error: {exc}") from None
     _metrics_served.set()
 

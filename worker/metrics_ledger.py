@@ -1,4 +1,5 @@
-"""Gauges of what the ledger holds, read from the database on each scrape.
+"""Gauges of what the ledger holds, read from the database on each scrape, and of the sweep
+schedule (the interval between the last two ticks of the policy file's cron).
 
 They are computed where they are exposed (`dunning serve`, a worker's or beat's metrics
 port) through the read models in `worker.read`, so they never depend on which process last
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
@@ -20,6 +21,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from config.cron import Cron
 from worker.logging import get_logger
 from worker.read import reading
 from worker.read.intents import oldest_open_intent_created_at
@@ -32,6 +34,7 @@ INTENTS = "dunning_intents"
 OLDEST_OPEN_INTENT_AGE = "dunning_oldest_open_intent_age_seconds"
 LAST_SUCCESSFUL_SWEEP = "dunning_last_successful_sweep_timestamp_seconds"
 LEDGER_UP = "dunning_ledger_up"
+SWEEP_INTERVAL = "dunning_sweep_interval_seconds"
 
 
 def _families() -> dict[str, GaugeMetricFamily]:
@@ -52,7 +55,17 @@ def _families() -> dict[str, GaugeMetricFamily]:
         LEDGER_UP: GaugeMetricFamily(
             LEDGER_UP, "1 when the ledger answered this scrape, 0 when it could not be read."
         ),
+        SWEEP_INTERVAL: GaugeMetricFamily(
+            SWEEP_INTERVAL,
+            "Seconds between the last two ticks of the sweep cron (the policy file's schedule).",
+        ),
     }
+
+
+def sweep_interval(cron: Cron, now: datetime) -> float:
+    """Seconds between the latest tick at or before `now` and the one before it."""
+    last = cron.previous(now)
+    return (last - cron.previous(last - timedelta(minutes=1))).total_seconds()
 
 
 class LedgerCollector(Collector):
@@ -61,9 +74,15 @@ class LedgerCollector(Collector):
     `engine` is called on each scrape (a process that forks after building its engine must
     not hand the parent's pool to a child: `forked_engine` takes care of that)."""
 
-    def __init__(self, engine: Callable[[], Engine], clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        engine: Callable[[], Engine],
+        clock: Callable[[], datetime],
+        cron: Cron | None = None,
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        self._cron = cron
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         """The families without reading the ledger (what a registry asks on register)."""
@@ -71,6 +90,10 @@ class LedgerCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         families = _families()
+        now = self._clock()
+        if self._cron is not None:
+            families[SWEEP_INTERVAL].add_metric([], sweep_interval(self._cron, now))
+            yield families[SWEEP_INTERVAL]
         try:
             with reading(self._engine()) as session:
                 counts = intent_counts(session)
@@ -83,13 +106,12 @@ class LedgerCollector(Collector):
             return
         for status, count in sorted(counts.items()):
             families[INTENTS].add_metric([status], count)
-        now = self._clock()
         age = 0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0)
         families[OLDEST_OPEN_INTENT_AGE].add_metric([], age)
         if last_sweep is not None:
             families[LAST_SUCCESSFUL_SWEEP].add_metric([], last_sweep.timestamp())
         families[LEDGER_UP].add_metric([], 1)
-        yield from families.values()
+        yield from (family for name, family in families.items() if name != SWEEP_INTERVAL)
 
 
 class _Forward(Collector):

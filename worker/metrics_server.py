@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from config import Settings
+from config.cron import Cron
 from worker.logging import get_logger
 from worker.metrics_files import MetricsSetupError, clear_other_processes
 from worker.metrics_ledger import LedgerCollector, forked_engine
@@ -37,13 +38,15 @@ def process_tree_registry(directory: Path, ledger: LedgerCollector | None) -> Co
     return registry
 
 
-def serve_process_metrics(settings: Settings, role: str) -> tuple[WSGIServer, Thread]:
+def serve_process_metrics(
+    settings: Settings, role: str, cron: Cron | None = None
+) -> tuple[WSGIServer, Thread]:
     """Bind the metrics port, then clear the files an earlier run left (only the process
     that holds the port does). Raises `MetricsSetupError` (one line) when it cannot."""
     port, directory = settings.metrics_port, settings.resolved_metrics_dir
     if port is None or directory is None:
         raise MetricsSetupError("DUNNING_METRICS_PORT is not set")
-    ledger = LedgerCollector(forked_engine(lambda: engine_for(settings)), utc_now)
+    ledger = LedgerCollector(forked_engine(lambda: engine_for(settings)), utc_now, cron)
     registry = process_tree_registry(directory, ledger)
     try:
         server, thread = start_http_server(port, addr=settings.metrics_addr, registry=registry)

@@ -122,6 +122,7 @@ def test_prefork_children_add_up_on_the_worker_port(
     assert sample_value(samples, "dunning_intents", status="pending") == 0
     assert sample_value(samples, "dunning_oldest_open_intent_age_seconds") == 0
     assert sample_value(samples, "dunning_last_successful_sweep_timestamp_seconds") > 0
+    assert sample_value(samples, "dunning_sweep_interval_seconds") == 60  # * * * * *
 
     # several children did the work, some of them already gone: the port summed them all
     directory = settings.model_copy(update={"metrics_port": ports["worker"]}).resolved_metrics_dir

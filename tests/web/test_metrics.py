@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from prometheus_client import REGISTRY
 
+from config.cron import parse_cron
 from worker import metrics
+from worker.metrics_ledger import sweep_interval
 
 
 def sample(name: str, **labels: str) -> float:
@@ -64,3 +68,11 @@ def test_exposition_is_prometheus_text() -> None:
     payload, content_type = metrics.render_latest()
     assert content_type.startswith("text/plain")
     assert b"# TYPE dunning_sweeps_total counter" in payload
+
+
+def test_the_sweep_interval_is_the_gap_between_the_last_two_ticks() -> None:
+    monday_10am = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    assert sweep_interval(parse_cron("*/15 * * * *"), monday_10am) == 900
+    # weekdays at 9: on a Monday the last gap is the weekend's
+    assert sweep_interval(parse_cron("0 9 * * 1-5"), monday_10am) == 3 * 86400
+    assert sweep_interval(parse_cron("0 9 * * 1-5"), monday_10am + timedelta(days=1)) == 86400

@@ -151,6 +151,7 @@ def test_serve_metrics_count_its_webhooks_and_read_the_ledger(
     finished = (T0 + timedelta(seconds=2)).timestamp()
     assert sample_value(samples, "dunning_last_successful_sweep_timestamp_seconds") == finished
     assert sample_value(samples, "dunning_ledger_up") == 1
+    assert sample_value(samples, "dunning_sweep_interval_seconds") == 15 * 60  # */15 * * * *
 
 
 def _run_in_process(argv: list[str], monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> int:

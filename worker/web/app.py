@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from config.cron import parse_cron
 from worker import metrics
 from worker.logging import get_logger
 from worker.metrics_ledger import LedgerCollector, single_process_registry
@@ -129,7 +130,8 @@ def create_app(
         )
         return _answer(200, outcome.result)
 
-    exposed = single_process_registry(LedgerCollector(lambda: rt.engine, rt.clock))
+    ledger = LedgerCollector(lambda: rt.engine, rt.clock, parse_cron(rt.policies.cron))
+    exposed = single_process_registry(ledger)
 
     async def metrics_endpoint(request: Request) -> Response:
         # Collecting reads the ledger: off the event loop.
