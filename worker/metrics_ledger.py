@@ -37,7 +37,8 @@ LEDGER_UP = "dunning_ledger_up"
 SWEEP_INTERVAL = "dunning_sweep_interval_seconds"
 
 
-def _families() -> dict[str, GaugeMetricFamily]:
+def metric_families() -> dict[str, GaugeMetricFamily]:
+    """The gauge families this collector reports, empty (what `describe` and tests list)."""
     return {
         INTENTS: GaugeMetricFamily(
             INTENTS,
@@ -86,10 +87,10 @@ class LedgerCollector(Collector):
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         """The families without reading the ledger (what a registry asks on register)."""
-        yield from _families().values()
+        yield from metric_families().values()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        families = _families()
+        families = metric_families()
         now = self._clock()
         if self._cron is not None:
             families[SWEEP_INTERVAL].add_metric([], sweep_interval(self._cron, now))

@@ -79,3 +79,16 @@ def test_the_issue_s_alerts_are_there_and_unit_tested() -> None:
     }
     assert firing >= REQUIRED_ALERTS
     assert all(rule.get("annotations", {}).get("summary") for rule in rules())
+
+
+def test_the_compose_prometheus_config_is_valid_and_loads_the_alerts(
+    promtool: str, tmp_path: Path
+) -> None:
+    config = (RULES.parent / "prometheus.yml").read_text()
+    assert "/etc/prometheus/alerts.yml" in config  # where docker-compose.yml mounts it
+    (tmp_path / "prometheus.yml").write_text(
+        config.replace("/etc/prometheus/alerts.yml", str(RULES))
+    )
+    checked = run(promtool, "check", "config", "prometheus.yml", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 1 rule files found" in checked.stdout
