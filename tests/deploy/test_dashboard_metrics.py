@@ -117,3 +117,18 @@ def test_every_panel_queries_the_provisioned_prometheus() -> None:
     for panel in data["panels"]:
         if panel["type"] != "row":
             assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
+
+
+def test_the_readme_lists_every_exported_metric_with_its_type() -> None:
+    section = (ROOT / "README.md").read_text().split("## Metrics and alerts", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    listed = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`dunning_"):
+            listed[cells[0].strip("`")] = cells[1].split()[0]
+    families = {
+        family.name + ("_total" if family.type == "counter" else ""): family.type
+        for family in _families()
+    }
+    assert listed == families
