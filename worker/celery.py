@@ -326,8 +326,23 @@ def _child_exited(pid: int | None = None, **_: Any) -> None:
         mark_child_dead(directory, pid)
 
 
+_in_embedded_beat = threading.Event()
+
+
+def _embedded_beat_started(**_: Any) -> None:
+    """`beat_embedded_init`: this process is the beat a worker forked for `worker -B`.
+
+    Celery closes every inherited file descriptor there, those of the metric files included,
+    so this process must not touch a metric (prometheus_client would close the old files'
+    descriptors again, which may by then belong to the beat's own files or sockets). Its
+    ticks are not counted; the sweeps they start are, in the pool."""
+    _in_embedded_beat.set()
+
+
 def _count_published(sender: Any = None, **_: Any) -> None:
     """`before_task_publish` (`sender` is the task name): beat's ticks, the sweep's sends."""
+    if _in_embedded_beat.is_set():
+        return
     from worker import metrics
 
     metrics.record_task_published(str(sender))
@@ -356,4 +371,5 @@ signals.task_postrun.connect(_clear_task_context, weak=False)
 signals.worker_init.connect(_serve_worker_metrics, weak=False)
 signals.beat_init.connect(_serve_beat_metrics, weak=False)
 signals.worker_process_shutdown.connect(_child_exited, weak=False)
+signals.beat_embedded_init.connect(_embedded_beat_started, weak=False)
 signals.before_task_publish.connect(_count_published, weak=False)

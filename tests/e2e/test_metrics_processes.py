@@ -17,12 +17,18 @@ from config import Settings
 from tests.fixtures.sandbox import SandboxHandle, free_port
 from tests.fixtures.scrape import Samples, sample_total, sample_value, scrape
 from tests.tasks.support import (
+    DUNNING,
     CeleryProcesses,
     all_sent,
+    child_env,
     count_runs,
+    intent_statuses,
     redis_postgres_env,
     settings_of,
+    start_process,
+    stop_process,
     wait_for,
+    write_policy,
 )
 from worker.cli.ops_cmd import enqueue_sweep
 
@@ -180,3 +186,44 @@ def test_a_busy_metrics_port_stops_the_worker_with_one_line(
     line = f"error: cannot serve metrics on 127.0.0.1:{ports['worker']}"
     assert line in log
     assert "Traceback" not in log
+
+
+def test_dunning_run_serves_the_whole_embedded_stack_on_one_port(tmp_path: Path) -> None:
+    data_dir, port, sandbox_port = tmp_path / "var", free_port(), free_port()
+    env = child_env(
+        DUNNING_DATA_DIR=str(data_dir),
+        DUNNING_POLICY_FILE=str(write_policy(tmp_path, cron="* * * * *")),
+        DUNNING_METRICS_PORT=str(port),
+        DUNNING_LOG_FORMAT="json",
+    )
+    run = start_process(
+        [DUNNING, "run", "--sandbox-port", str(sandbox_port), "--no-live"],
+        env,
+        tmp_path / "run.log",
+    )
+    db_url = f"sqlite:///{data_dir / 'dunning.sqlite3'}"
+    try:
+
+        def two_beat_sweeps_counted() -> Samples | None:
+            assert run.poll() is None, (tmp_path / "run.log").read_text()
+            samples = scrape(url(port))
+            if not samples or sample_value(samples, "dunning_ledger_up") != 1:
+                return None
+            sent = sum(status == "sent" for status in intent_statuses(db_url).values())
+            counted = (
+                count_runs(db_url, trigger="beat") >= 2
+                and sample_value(samples, "dunning_sweeps_total", status="succeeded")
+                == count_runs(db_url)
+                and sample_value(samples, "dunning_sends_total", outcome="sent") == sent
+                and sample_value(samples, "dunning_intents", status="sent") == sent
+            )
+            return samples if counted and sent else None
+
+        samples = wait_for(
+            two_beat_sweeps_counted, timeout=200, interval=1.0, what="two beat sweeps counted"
+        )
+    finally:
+        stop_process(run, timeout=60)
+    # the sweeps beat started ran in the pool: counted; the embedded beat itself counts nothing
+    assert sample_value(samples, "dunning_tasks_published_total", task="dunning.sweep") == 0
+    assert sample_value(samples, "dunning_sweep_interval_seconds") == 60
