@@ -7,6 +7,7 @@ Celery bootstrap, web server) and hand it down.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from enum import StrEnum
 from pathlib import Path
@@ -140,6 +141,13 @@ class Settings(BaseSettings):
         default=12.0, validation_alias="DUNNING_CONSOLE_SESSION_HOURS"
     )
 
+    # Prometheus metrics of Celery workers and beat (`dunning serve` has its own /metrics)
+    metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        default=None, validation_alias="DUNNING_METRICS_PORT"
+    )
+    metrics_addr: str = Field(default="127.0.0.1", validation_alias="DUNNING_METRICS_ADDR")
+    metrics_dir: Path | None = Field(default=None, validation_alias="DUNNING_METRICS_DIR")
+
     # Logging
     log_level: str = Field(default="INFO", validation_alias="DUNNING_LOG_LEVEL")
     log_format: LogFormat = Field(default=LogFormat.AUTO, validation_alias="DUNNING_LOG_FORMAT")
@@ -204,6 +212,16 @@ class Settings(BaseSettings):
             raise ValueError(f"must be 0 (no limit) or between {low:g} and {high:g} requests/s")
         return value
 
+    @field_validator("metrics_addr")
+    @classmethod
+    def _check_addr(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            raise ValueError(
+                "must be an IP address to listen on, e.g. 127.0.0.1 (this host only) or 0.0.0.0"
+            ) from None
+
     @field_validator("log_level")
     @classmethod
     def _check_level(cls, value: str) -> str:
@@ -232,7 +250,7 @@ class Settings(BaseSettings):
         """Where messages are kept as .eml files when no SMTP host is set."""
         return (self.data_dir / "outbox").resolve()
 
-    @field_validator("database_url", "broker_url", mode="before")
+    @field_validator("database_url", "broker_url", "metrics_port", "metrics_dir", mode="before")
     @classmethod
     def _blank_is_default(cls, value: object) -> object:
         if isinstance(value, str):
@@ -278,6 +296,16 @@ class Settings(BaseSettings):
     @property
     def console_enabled(self) -> bool:
         return self.console_password_hash is not None
+
+    @property
+    def resolved_metrics_dir(self) -> Path | None:
+        """Where worker and beat processes keep their metric files (prometheus_client
+        multiprocess mode), one folder per metrics port; None when no port is set."""
+        if self.metrics_port is None:
+            return None
+        if self.metrics_dir is not None:
+            return self.metrics_dir.resolve()
+        return (self.data_dir / "metrics" / f"port-{self.metrics_port}").resolve()
 
     @property
     def broker_is_redis(self) -> bool:

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.smtp",
     "tests.fixtures.console",
     "tests.fixtures.browser",
+    "tests.fixtures.redis",
 ]

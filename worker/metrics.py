@@ -2,20 +2,19 @@
 
 Who updates what:
 - the Lago client reports every HTTP attempt through its `observer` callback: pass
-  `observe_lago_call` (`LagoClient(..., observer=observe_lago_call)`);
-- services count sweeps, sends, adoptions, ambiguous outcomes, recoveries and webhooks with
-  the small `record_*` helpers below;
-- gauges of the ledger (intents by status, outcomes) are refreshed from the database by
-  whoever exposes them (`dunning serve` on each scrape of `/metrics`, reconciliation after
-  each pass) through `set_intent_counts`.
+  `observe_lago_call` (`LagoClient(..., observer=observe_lago_call)`); the rate limiter
+  reports the time it held a request back through `observe_limiter_wait`;
+- services count sweeps, decisions, sends, lease expiries, adoptions, ambiguous outcomes,
+  recoveries and webhooks with the small `record_*` helpers below; Celery counts the tasks
+  each process publishes (`record_task_published`, beat's ticks among them);
+- nothing here is a gauge: what the ledger holds (intents by status, the oldest open
+  intent, the last successful sweep) is read from the database on each scrape by
+  `worker.metrics_ledger.LedgerCollector`, so every process reports the same truth.
 
-Exposition:
-- `dunning serve` answers `GET /metrics`.
-- A Celery worker has no HTTP server of its own: set `DUNNING_METRICS_PORT` and call
-  `start_metrics_server(port)` once in the worker process (e.g. on `worker_init`). With the
-  threads or solo pool every task runs in that process and all counters are exact. With the
-  prefork pool each child has its own counters: run one worker per port, or use the threads
-  pool for the dunning queue (its work is I/O bound).
+Exposition: `dunning serve` answers `GET /metrics`; Celery workers and beat serve
+`DUNNING_METRICS_PORT` (`worker.metrics_server`: prometheus_client multiprocess mode, so the
+counters of every prefork child are summed). Only counters and histograms are defined here,
+which multiprocess mode sums across processes without a `multiprocess_mode` to choose.
 """
 
 from __future__ import annotations
@@ -26,10 +25,8 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
-    start_http_server,
 )
 from prometheus_client.registry import REGISTRY
 
@@ -52,6 +49,36 @@ LAGO_CALL_SECONDS = Histogram(
 )
 LAGO_RATE_LIMITED = Counter(
     "dunning_lago_rate_limited", "Answers 429 (rate limited) from Lago.", ["endpoint"]
+)
+LAGO_UNAUTHORIZED = Counter(
+    "dunning_lago_unauthorized",
+    "Answers 401 (API key rejected) from Lago: nothing works until LAGO_API_KEY is fixed.",
+    ["endpoint"],
+)
+RATE_LIMITER_WAIT = Counter(
+    "dunning_rate_limiter_wait_seconds",
+    "Seconds requests to Lago were held back by the shared rate limiter (pauses after a 429 "
+    "included).",
+)
+DECISIONS = Counter(
+    "dunning_sweep_decisions",
+    "Decisions of finished sweeps, one per customer group, by reason (eligible or a skip).",
+    ["reason"],
+)
+SENDS = Counter(
+    "dunning_sends",
+    "Send attempts of an intent, by outcome (sent, adopted, refused, blocked, needs_review, "
+    "rescheduled, not_claimed, lease_lost).",
+    ["outcome"],
+)
+LEASE_EXPIRIES = Counter(
+    "dunning_lease_expiries",
+    "Intents claimed after the previous holder's lease expired (a worker died or stalled).",
+)
+TASKS_PUBLISHED = Counter(
+    "dunning_tasks_published",
+    "Celery tasks published by this process, by task name (beat's ticks among them).",
+    ["task"],
 )
 PAYMENT_REQUESTS_SENT = Counter(
     "dunning_payment_requests_sent", "Payment requests created by our POST.", ["currency"]
@@ -77,7 +104,6 @@ WEBHOOKS = Counter(
     "Lago webhooks received, by type and result (processed, duplicate, ignored, rejected).",
     ["webhook_type", "result"],
 )
-INTENTS = Gauge("dunning_intents", "Payment-request intents in the ledger, by status.", ["status"])
 ANSWER_MISMATCHES = Counter(
     "dunning_answer_mismatches",
     "Payment requests Lago answered with (stage=sent) or we found to adopt (stage=adopted) that "
@@ -104,17 +130,48 @@ KNOWN_WEBHOOK_TYPES = frozenset(
 )
 
 
+#: Task names we label as themselves; any other is counted as "other".
+KNOWN_TASKS = frozenset({"dunning.sweep", "dunning.send_payment_request", "dunning.reconcile"})
+
+
 def observe_lago_call(endpoint: str, status: str, seconds: float) -> None:
-    """`LagoClient` observer: one call per HTTP attempt."""
+    """`LagoClient` observer: one call per HTTP attempt (`endpoint` is a template)."""
     LAGO_CALLS.labels(endpoint=endpoint, status=status).inc()
     LAGO_CALL_SECONDS.labels(endpoint=endpoint).observe(max(seconds, 0.0))
     if status == "429":
         LAGO_RATE_LIMITED.labels(endpoint=endpoint).inc()
+    elif status == "401":
+        LAGO_UNAUTHORIZED.labels(endpoint=endpoint).inc()
+
+
+def observe_limiter_wait(seconds: float) -> None:
+    """Rate limiter observer: a request was held back for `seconds`."""
+    if seconds > 0:
+        RATE_LIMITER_WAIT.inc(seconds)
 
 
 def record_sweep(status: str, seconds: float) -> None:
     SWEEPS.labels(status=status).inc()
     SWEEP_SECONDS.observe(max(seconds, 0.0))
+
+
+def record_decisions(counts: Mapping[str, int]) -> None:
+    for reason, count in counts.items():
+        if count > 0:
+            DECISIONS.labels(reason=reason).inc(count)
+
+
+def record_send(outcome: str) -> None:
+    SENDS.labels(outcome=outcome).inc()
+
+
+def record_lease_expiries(count: int) -> None:
+    if count > 0:
+        LEASE_EXPIRIES.inc(count)
+
+
+def record_task_published(task: str) -> None:
+    TASKS_PUBLISHED.labels(task=task if task in KNOWN_TASKS else "other").inc()
 
 
 def record_sent(currency: str) -> None:
@@ -158,17 +215,6 @@ def record_webhook(webhook_type: str, result: str) -> None:
     WEBHOOKS.labels(webhook_type=label, result=result).inc()
 
 
-def set_intent_counts(counts: Mapping[str, int], statuses: tuple[str, ...] = ()) -> None:
-    """Set the intents gauge; statuses listed in `statuses` but absent from `counts` get 0."""
-    for status in {*statuses, *counts}:
-        INTENTS.labels(status=status).set(counts.get(status, 0))
-
-
 def render_latest(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
     """The Prometheus text exposition and its content type."""
     return generate_latest(registry), CONTENT_TYPE_LATEST
-
-
-def start_metrics_server(port: int, addr: str = "127.0.0.1") -> None:
-    """Serve `/metrics` from a background thread of this process (for Celery workers)."""
-    start_http_server(port, addr=addr)

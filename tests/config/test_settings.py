@@ -25,6 +25,9 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "DUNNING_DATA_DIR",
         "DUNNING_RATE_LIMIT_RPS",
         "DUNNING_LOG_LEVEL",
+        "DUNNING_METRICS_PORT",
+        "DUNNING_METRICS_ADDR",
+        "DUNNING_METRICS_DIR",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -46,6 +49,9 @@ def test_defaults_are_the_embedded_mode() -> None:
         ("LAGO_API_URL", "api.getlago.com", "invalid LAGO_API_URL: must start with http"),
         ("DUNNING_LOG_LEVEL", "LOUD", "invalid DUNNING_LOG_LEVEL: must be one of"),
         ("DUNNING_LEASE_SECONDS", "1", "invalid DUNNING_LEASE_SECONDS: "),
+        ("DUNNING_METRICS_PORT", "70000", "invalid DUNNING_METRICS_PORT: "),
+        ("DUNNING_METRICS_PORT", "ninety", "invalid DUNNING_METRICS_PORT: "),
+        ("DUNNING_METRICS_ADDR", "localhost:9", "invalid DUNNING_METRICS_ADDR: must be an IP"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(
@@ -57,6 +63,20 @@ def test_a_bad_value_is_one_line_naming_the_variable(
     message = str(caught.value)
     assert message.startswith(expected)
     assert "\n" not in message
+
+
+def test_metrics_are_off_until_a_port_is_set_and_each_port_has_its_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DUNNING_METRICS_PORT", "")
+    assert load_settings().resolved_metrics_dir is None
+    monkeypatch.setenv("DUNNING_METRICS_PORT", "9101")
+    monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))
+    settings = load_settings()
+    assert settings.metrics_addr == "127.0.0.1"
+    assert settings.resolved_metrics_dir == tmp_path / "data" / "metrics" / "port-9101"
+    monkeypatch.setenv("DUNNING_METRICS_DIR", str(tmp_path / "m"))
+    assert load_settings().resolved_metrics_dir == tmp_path / "m"
 
 
 def test_secrets_and_url_passwords_stay_out_of_reprs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -48,7 +48,8 @@ def test_schema_rejects_a_broken_file(compose: dict[str, Any]) -> None:
 
 def test_every_service_is_there(services: dict[str, Any]) -> None:
     assert set(services) == {
-        "postgres", "redis", "migrate", "worker", "beat", "serve", "sandbox", "flower"
+        "postgres", "redis", "migrate", "worker", "beat", "serve", "sandbox", "flower",
+        "prometheus", "grafana",
     }  # fmt: skip
 
 
@@ -119,8 +120,10 @@ def test_worker_gets_time_for_a_warm_shutdown(services: dict[str, Any]) -> None:
 def test_optional_services_sit_behind_profiles(services: dict[str, Any]) -> None:
     assert services["sandbox"]["profiles"] == ["sandbox"]
     assert services["flower"]["profiles"] == ["flower"]
+    assert services["prometheus"]["profiles"] == ["monitoring"]
+    assert services["grafana"]["profiles"] == ["monitoring"]
     core = [name for name, svc in services.items() if "profiles" in svc]
-    assert sorted(core) == ["flower", "sandbox"]
+    assert sorted(core) == ["flower", "grafana", "prometheus", "sandbox"]
 
 
 def test_application_services_share_one_image_built_from_the_dockerfile(

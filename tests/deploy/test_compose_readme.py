@@ -94,7 +94,9 @@ def test_the_readme_table_lists_every_service(services: dict[str, Any]) -> None:
     assert set(readme_services()) == set(services)
 
 
-@pytest.mark.parametrize("name", ["postgres", "redis", *APP_SERVICES, "sandbox"])
+@pytest.mark.parametrize(
+    "name", ["postgres", "redis", *APP_SERVICES, "sandbox", "prometheus", "grafana"]
+)
 def test_each_service_runs_and_waits_as_the_readme_says(
     services: dict[str, Any], name: str
 ) -> None:

@@ -9,29 +9,26 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from config import Settings, load_settings
+from config import Settings
 from tests.fixtures.sandbox import SandboxHandle
 from tests.tasks.support import (
+    CeleryProcesses,
+    all_sent,
     assert_no_invoice_requested_twice,
     celery_command,
-    child_env,
-    claimed_redis_db,
     count_runs,
     intent_statuses,
     kill_group,
+    redis_postgres_env,
     runs_by_slot,
-    start_process,
-    stop_process,
+    settings_of,
     wait_for,
-    write_policy,
 )
 from worker.cli.ops_cmd import enqueue_reconcile, enqueue_sweep
-from worker.store.migrate import upgrade
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres, pytest.mark.timeout(400)]
 
@@ -39,76 +36,15 @@ POST = "POST /api/v1/payment_requests"
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    with claimed_redis_db() as url:
-        yield url
-
-
-@pytest.fixture
 def env(
     tmp_path: Path, sandbox: SandboxHandle, postgres_url: str, redis_url: str
 ) -> dict[str, str]:
-    upgrade(postgres_url)
-    return child_env(
-        DUNNING_DATA_DIR=str(tmp_path / "data"),
-        DUNNING_DATABASE_URL=postgres_url,
-        DUNNING_BROKER_URL=redis_url,
-        DUNNING_POLICY_FILE=str(write_policy(tmp_path, cron="* * * * *")),
-        LAGO_API_URL=sandbox.url,
-        LAGO_API_KEY=sandbox.api_key,
-        DUNNING_RATE_LIMIT_RPS="0",
-        DUNNING_LEASE_SECONDS="10",
-        DUNNING_SETTLE_SECONDS="0",
-        DUNNING_LOG_FORMAT="json",
-        DUNNING_LOG_LEVEL="INFO",
-    )
+    return redis_postgres_env(tmp_path, sandbox, postgres_url, redis_url)
 
 
 @pytest.fixture
 def settings(env: dict[str, str]) -> Settings:
-    return load_settings(
-        broker_url=env["DUNNING_BROKER_URL"], data_dir=Path(env["DUNNING_DATA_DIR"])
-    )
-
-
-class Processes:
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
-        self.logs = logs
-        self.started: list[subprocess.Popen[bytes]] = []
-
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        process = start_process(celery_command(*args), self.env, self.logs / f"{name}.log")
-        self.started.append(process)
-        return process
-
-    def worker(self, name: str) -> subprocess.Popen[bytes]:
-        return self.start(
-            name,
-            "worker",
-            "--pool", "prefork",
-            "--concurrency", "2",
-            "--hostname", f"{name}@%h",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel", "INFO",
-        )  # fmt: skip
-
-    def log(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")
-
-    def stop_all(self) -> None:
-        for process in self.started:
-            stop_process(process)
-
-
-@pytest.fixture
-def processes(env: dict[str, str], tmp_path: Path) -> Iterator[Processes]:
-    started = Processes(env, tmp_path)
-    try:
-        yield started
-    finally:
-        started.stop_all()
+    return settings_of(env)
 
 
 def json_events(text: str) -> list[dict[str, object]]:
@@ -131,14 +67,8 @@ def received(log: str, task: str) -> int:
     )
 
 
-def all_sent(db_url: str) -> dict[int, str] | None:
-    statuses = intent_statuses(db_url)
-    finished = statuses and set(statuses.values()) <= {"sent", "adopted"}
-    return statuses if finished else None
-
-
 def test_two_redbeat_beats_sweep_each_slot_once(
-    processes: Processes, sandbox: SandboxHandle, postgres_url: str, env: dict[str, str]
+    processes: CeleryProcesses, sandbox: SandboxHandle, postgres_url: str, env: dict[str, str]
 ) -> None:
     processes.worker("worker")
     processes.start("beat-a", "beat", "--loglevel", "INFO")
@@ -184,7 +114,7 @@ def test_two_redbeat_beats_sweep_each_slot_once(
 
 
 def test_worker_killed_mid_send_loses_nothing_and_duplicates_nothing(
-    processes: Processes, sandbox: SandboxHandle, postgres_url: str, settings: Settings
+    processes: CeleryProcesses, sandbox: SandboxHandle, postgres_url: str, settings: Settings
 ) -> None:
     # every POST creates the request in Lago, then hangs: the worker never learns the answer
     sandbox.set_faults(timeout_after_commit_rate=1.0, hang_seconds=60)
@@ -216,7 +146,7 @@ def test_worker_killed_mid_send_loses_nothing_and_duplicates_nothing(
 
 
 def test_sigterm_lets_the_running_send_finish(
-    processes: Processes, sandbox: SandboxHandle, postgres_url: str, settings: Settings
+    processes: CeleryProcesses, sandbox: SandboxHandle, postgres_url: str, settings: Settings
 ) -> None:
     sandbox.set_faults(latency_ms=4000)
     worker = processes.worker("worker")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from time import sleep as real_sleep
 
 import pytest
 import redis
@@ -221,3 +222,37 @@ def test_unreachable_redis_is_a_clear_one_line_error() -> None:
     assert isinstance(caught.value, LagoError)
     assert "s3cret" not in message
     assert "\n" not in message
+
+
+def test_token_bucket_reports_each_wait_it_imposed() -> None:
+    time = FakeTime()
+    waits: list[float] = []
+    bucket = TokenBucket(10, burst=1, clock=time.clock, sleep=time.sleep, on_wait=waits.append)
+    bucket.acquire()  # the burst: no wait, nothing reported
+    bucket.acquire()
+    bucket.pause(2.0)
+    bucket.acquire()
+    assert waits == pytest.approx([0.1, 2.0])
+    assert sum(waits) == pytest.approx(sum(time.slept))
+
+
+@pytest.mark.redis
+def test_a_redis_limiter_reports_the_waits_it_slept(redis_key: str) -> None:
+    slept: list[float] = []
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        real_sleep(seconds)
+
+    bucket = RedisTokenBucket(
+        REDIS_URL, redis_key, 1000, burst=1000, sleep=sleep, on_wait=waits.append
+    )
+    bucket.acquire()
+    assert waits == []
+    bucket.pause(0.2)
+    bucket.acquire()
+    bucket.close()
+    assert len(waits) == 1
+    assert waits[0] == pytest.approx(sum(slept))
+    assert 0.1 < waits[0] <= 0.2

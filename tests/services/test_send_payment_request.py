@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
@@ -482,3 +483,24 @@ def test_a_request_covering_fewer_of_our_invoices_is_adopted(
     assert outcome.status is SendStatus.ADOPTED
     assert outcome.lago_id == fewer["lago_id"]
     assert _attempts(engine) == 1
+
+
+def test_a_taken_over_lease_and_the_send_outcome_are_counted(
+    engine: Engine, sandbox: SandboxHandle, client: LagoClient, clock: Clock
+) -> None:
+    def counted(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    expiries = counted("dunning_lease_expiries_total")
+    sent = counted("dunning_sends_total", outcome="sent")
+    not_claimed = counted("dunning_sends_total", outcome="not_claimed")
+    intent_id = _add(engine, clock(), _overdue_ids(sandbox, CUSTOMER))
+    _die_before_post(engine, intent_id, owner="dead", now=clock())
+    clock.advance(LEASE + 1)
+
+    assert _send(engine, client, intent_id, clock).status is SendStatus.SENT
+    assert _send(engine, client, intent_id, clock).status is SendStatus.NOT_CLAIMED
+
+    assert counted("dunning_lease_expiries_total") == expiries + 1
+    assert counted("dunning_sends_total", outcome="sent") == sent + 1
+    assert counted("dunning_sends_total", outcome="not_claimed") == not_claimed + 1

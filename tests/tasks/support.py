@@ -15,8 +15,10 @@ from typing import TypeVar
 import redis
 from sqlalchemy import func, select
 
+from config import Settings, load_settings
 from tests.fixtures.sandbox import SandboxHandle
 from worker.store.db import make_engine, read_session
+from worker.store.migrate import upgrade
 from worker.store.models import PaymentRequestIntent, SweepRun
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -211,3 +213,78 @@ def child_env(**values: str) -> dict[str, str]:
     env.update(values)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def all_sent(db_url: str) -> dict[int, str] | None:
+    """Intent statuses once every intent is sent or adopted (None before)."""
+    statuses = intent_statuses(db_url)
+    finished = statuses and set(statuses.values()) <= {"sent", "adopted"}
+    return statuses if finished else None
+
+
+def redis_postgres_env(
+    tmp_path: Path, sandbox: SandboxHandle, postgres_url: str, redis_url: str, **extra: str
+) -> dict[str, str]:
+    """The environment of Celery children on Redis and a migrated PostgreSQL ledger, with
+    the sandbox as Lago and a permissive policy swept every minute; `extra` adds or wins."""
+    upgrade(postgres_url)
+    values = {
+        "DUNNING_DATA_DIR": str(tmp_path / "data"),
+        "DUNNING_DATABASE_URL": postgres_url,
+        "DUNNING_BROKER_URL": redis_url,
+        "DUNNING_POLICY_FILE": str(write_policy(tmp_path, cron="* * * * *")),
+        "LAGO_API_URL": sandbox.url,
+        "LAGO_API_KEY": sandbox.api_key,
+        "DUNNING_RATE_LIMIT_RPS": "0",
+        "DUNNING_LEASE_SECONDS": "10",
+        "DUNNING_SETTLE_SECONDS": "0",
+        "DUNNING_LOG_FORMAT": "json",
+        "DUNNING_LOG_LEVEL": "INFO",
+    }
+    values.update(extra)
+    return child_env(**values)
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    """The settings this test process uses to reach the children's broker and data dir."""
+    return load_settings(
+        broker_url=env["DUNNING_BROKER_URL"], data_dir=Path(env["DUNNING_DATA_DIR"])
+    )
+
+
+class CeleryProcesses:
+    """Celery children of one test, each logging to `<logs>/<name>.log`; `stop_all` ends
+    them (warm shutdown first)."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        self, name: str, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        process = start_process(celery_command(*args), env or self.env, self.logs / f"{name}.log")
+        self.started.append(process)
+        return process
+
+    def worker(self, name: str, *extra: str) -> subprocess.Popen[bytes]:
+        """A prefork worker with two children."""
+        return self.start(
+            name,
+            "worker",
+            "--pool", "prefork",
+            "--concurrency", "2",
+            "--hostname", f"{name}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel", "INFO",
+            *extra,
+        )  # fmt: skip
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            stop_process(process)

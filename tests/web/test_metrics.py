@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from prometheus_client import REGISTRY
 
+from config.cron import parse_cron
 from worker import metrics
+from worker.metrics_ledger import sweep_interval
 
 
 def sample(name: str, **labels: str) -> float:
@@ -39,14 +43,36 @@ def test_unknown_webhook_types_share_one_label() -> None:
     assert sample("dunning_webhooks_total", webhook_type="made.up.type.1", result="ignored") == 0
 
 
-def test_intent_gauge_is_set_and_missing_statuses_drop_to_zero() -> None:
-    metrics.set_intent_counts({"pending": 3, "sent": 2})
-    metrics.set_intent_counts({"sent": 5}, statuses=("pending", "sent"))
-    assert sample("dunning_intents", status="pending") == 0
-    assert sample("dunning_intents", status="sent") == 5
+def test_401s_are_counted_apart_and_limiter_waits_add_up() -> None:
+    endpoint = "GET /api/v1/invoices"
+    before_401 = sample("dunning_lago_unauthorized_total", endpoint=endpoint)
+    before_wait = sample("dunning_rate_limiter_wait_seconds_total")
+    metrics.observe_lago_call(endpoint, "401", 0.01)
+    metrics.observe_lago_call(endpoint, "200", 0.01)
+    metrics.observe_limiter_wait(0.25)
+    metrics.observe_limiter_wait(0.0)
+    metrics.observe_limiter_wait(0.5)
+    assert sample("dunning_lago_unauthorized_total", endpoint=endpoint) == before_401 + 1
+    assert sample("dunning_rate_limiter_wait_seconds_total") == before_wait + 0.75
+
+
+def test_published_tasks_outside_ours_share_one_label() -> None:
+    before = sample("dunning_tasks_published_total", task="other")
+    metrics.record_task_published("celery.backend_cleanup")
+    metrics.record_task_published("dunning.sweep")
+    assert sample("dunning_tasks_published_total", task="other") == before + 1
+    assert sample("dunning_tasks_published_total", task="celery.backend_cleanup") == 0
 
 
 def test_exposition_is_prometheus_text() -> None:
     payload, content_type = metrics.render_latest()
     assert content_type.startswith("text/plain")
     assert b"# TYPE dunning_sweeps_total counter" in payload
+
+
+def test_the_sweep_interval_is_the_gap_between_the_last_two_ticks() -> None:
+    monday_10am = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    assert sweep_interval(parse_cron("*/15 * * * *"), monday_10am) == 900
+    # weekdays at 9: on a Monday the last gap is the weekend's
+    assert sweep_interval(parse_cron("0 9 * * 1-5"), monday_10am) == 3 * 86400
+    assert sweep_interval(parse_cron("0 9 * * 1-5"), monday_10am + timedelta(days=1)) == 86400

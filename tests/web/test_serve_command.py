@@ -9,17 +9,21 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import typer
 
+from tests.fixtures.ledger_rows import T0, add_intent_row, add_run
 from tests.fixtures.sandbox import SandboxHandle, free_port
+from tests.fixtures.scrape import sample_total, sample_value, scrape
 from tests.fixtures.serving import wait_for_health
 from tests.web.keys import lago_hmac
 from worker.cli import serve_cmd
 from worker.cli.errors import run_cli
+from worker.store.db import make_engine
 from worker.store.migrate import upgrade
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -49,9 +53,10 @@ def _env(sqlite_url: str, sandbox: SandboxHandle, tmp_path: Path, **extra: str) 
     return env
 
 
-@pytest.mark.slow
-def test_serve_answers_and_stops(sqlite_url: str, sandbox: SandboxHandle, tmp_path: Path) -> None:
-    upgrade(sqlite_url)
+def _start_serve(
+    sqlite_url: str, sandbox: SandboxHandle, tmp_path: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A real `dunning serve` on a free port, answering /healthz; (process, base URL)."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-c", LAUNCH, "serve", "--port", str(port)],
@@ -60,29 +65,88 @@ def test_serve_answers_and_stops(sqlite_url: str, sandbox: SandboxHandle, tmp_pa
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    base = f"http://127.0.0.1:{port}"
     try:
-        base = f"http://127.0.0.1:{port}"
-        health = wait_for_health(process, base)
+        wait_for_health(process, base)
+    except AssertionError:
+        process.kill()
+        raise
+    return process, base
+
+
+def _stop_serve(process: subprocess.Popen[bytes]) -> bytes:
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=15)
+    return stderr
+
+
+def _ignored_webhook(base: str, unique_key: str) -> httpx.Response:
+    body = b'{"webhook_type":"customer.created","customer":{}}'
+    return httpx.post(
+        f"{base}/webhooks/lago",
+        content=body,
+        headers={
+            "X-Lago-Signature-Algorithm": "hmac",
+            "X-Lago-Signature": lago_hmac(body, "serve-test-key"),
+            "X-Lago-Unique-Key": unique_key,
+        },
+    )
+
+
+@pytest.mark.slow
+def test_serve_answers_and_stops(sqlite_url: str, sandbox: SandboxHandle, tmp_path: Path) -> None:
+    upgrade(sqlite_url)
+    process, base = _start_serve(sqlite_url, sandbox, tmp_path)
+    try:
+        health = httpx.get(f"{base}/healthz", timeout=5)
         assert health.json() == {"status": "ok", "database": "ok"}
-        body = b'{"webhook_type":"customer.created","customer":{}}'
-        answer = httpx.post(
-            f"{base}/webhooks/lago",
-            content=body,
-            headers={
-                "X-Lago-Signature-Algorithm": "hmac",
-                "X-Lago-Signature": lago_hmac(body, "serve-test-key"),
-                "X-Lago-Unique-Key": "evt-serve",
-            },
-        )
-        assert answer.json() == {"result": "ignored"}
+        assert _ignored_webhook(base, "evt-serve").json() == {"result": "ignored"}
         assert "dunning_webhooks_total" in httpx.get(f"{base}/metrics").text
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=15)
+        stderr = _stop_serve(process)
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells the truth.
     assert process.returncode in (0, -signal.SIGTERM)
     assert b"Finished server process" in stderr
     assert b"serve-test-key" not in stderr  # the HMAC key is never logged
+
+
+@pytest.mark.slow
+def test_serve_metrics_count_its_webhooks_and_read_the_ledger(
+    sqlite_url: str, sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    try:
+        run_id = add_run(engine, started_at=T0)
+        add_run(engine, started_at=T0 + timedelta(hours=1), status="failed")
+        for _ in range(2):
+            add_intent_row(engine, status="needs_review", run_id=run_id)
+        add_intent_row(engine, status="pending", run_id=run_id, sent_at=T0)
+        add_intent_row(engine, status="sent", run_id=run_id)
+    finally:
+        engine.dispose()
+    process, base = _start_serve(sqlite_url, sandbox, tmp_path)
+    try:
+        for n in range(3):
+            assert _ignored_webhook(base, f"evt-{n}").status_code == 200
+        samples = scrape(f"{base}/metrics")
+    finally:
+        _stop_serve(process)
+    assert samples is not None
+    # the same signed body three times: applied once, then recognised as a replay
+    assert sample_total(samples, "dunning_webhooks_total") == 3
+    assert sample_total(samples, "dunning_webhooks_total", result="ignored") == 1
+    assert sample_value(samples, "dunning_intents", status="needs_review") == 2
+    assert sample_value(samples, "dunning_intents", status="pending") == 1
+    assert sample_value(samples, "dunning_intents", status="sent") == 1
+    assert sample_value(samples, "dunning_intents", status="blocked") == 0
+    # the pending intent was created at T0; the failed sweep after it does not count
+    age = sample_value(samples, "dunning_oldest_open_intent_age_seconds")
+    assert age >= (datetime.now(UTC) - T0).total_seconds() - 60
+    finished = (T0 + timedelta(seconds=2)).timestamp()
+    assert sample_value(samples, "dunning_last_successful_sweep_timestamp_seconds") == finished
+    assert sample_value(samples, "dunning_ledger_up") == 1
+    assert sample_value(samples, "dunning_sweep_interval_seconds") == 15 * 60  # */15 * * * *
 
 
 def _run_in_process(argv: list[str], monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> int:

@@ -4,7 +4,8 @@ Hosted Lago allows about 50 requests/s per organization, shared by all API keys,
 worker thread and process should draw from one budget:
 - `TokenBucket`: in-process, thread-safe.
 - `RedisTokenBucket`: shared by all processes on all machines through one Redis key pair.
-Both honour `pause(seconds)`: after a 429 everybody sharing the limiter waits.
+Both honour `pause(seconds)`: after a 429 everybody sharing the limiter waits, and both
+report how long each `acquire()` held its caller back to `on_wait` (for metrics).
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ if TYPE_CHECKING:
 
 
 _EPSILON = 1e-9
+
+WaitObserver = Callable[[float], None]
+"""Called after an `acquire()` that had to wait, with the seconds it slept."""
+
+
+def _report_wait(on_wait: WaitObserver | None, seconds: float) -> None:
+    if on_wait is not None and seconds > 0:
+        on_wait(seconds)
 
 
 class RateLimiterError(LagoError):
@@ -75,6 +84,7 @@ class TokenBucket:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        on_wait: WaitObserver | None = None,
     ) -> None:
         if rate_per_s < 0:
             raise ValueError("rate_per_s must be >= 0")
@@ -82,6 +92,7 @@ class TokenBucket:
         self.burst = max(1, burst if burst is not None else max(1, int(rate_per_s)))
         self._clock = clock
         self._sleep = sleep
+        self._on_wait = on_wait
         self._lock = threading.Lock()
         self._tokens = float(self.burst)
         self._updated = clock()
@@ -108,12 +119,15 @@ class TokenBucket:
         return (1.0 - self._tokens) / self.rate_per_s
 
     def acquire(self) -> None:
+        waited = 0.0
         while True:
             with self._lock:
                 wait = self._wait_time()
             if wait <= 0:
+                _report_wait(self._on_wait, waited)
                 return
             self._sleep(wait)
+            waited += wait
 
     def pause(self, seconds: float) -> None:
         if seconds <= 0:
@@ -186,6 +200,7 @@ class RedisTokenBucket:
         *,
         sleep: Callable[[float], None] = time.sleep,
         socket_timeout_s: float = 5.0,
+        on_wait: WaitObserver | None = None,
     ) -> None:
         if rate_per_s < 0:
             raise ValueError("rate_per_s must be >= 0")
@@ -195,6 +210,7 @@ class RedisTokenBucket:
         self.paused_key = f"{key}:paused"
         self._where = mask_url(redis_url)
         self._sleep = sleep
+        self._on_wait = on_wait
         self._redis = redis.Redis.from_url(
             redis_url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
         )
@@ -216,13 +232,16 @@ class RedisTokenBucket:
         return int(cast("int", result))
 
     def acquire(self) -> None:
+        waited = 0.0
         while True:
             wait_us = self._call(
                 self._acquire_script, [self.key, self.paused_key], [self.rate_per_s, self.burst]
             )
             if wait_us <= 0:
+                _report_wait(self._on_wait, waited)
                 return
             self._sleep(wait_us / 1_000_000)
+            waited += wait_us / 1_000_000
 
     def pause(self, seconds: float) -> None:
         if seconds <= 0:
@@ -233,12 +252,14 @@ class RedisTokenBucket:
         self._redis.close()
 
 
-def limiter_from_settings(settings: Settings) -> RateLimiter:
+def limiter_from_settings(settings: Settings, on_wait: WaitObserver | None = None) -> RateLimiter:
     """Redis bucket when the broker is Redis, in-process otherwise; rate 0 disables."""
     rate = settings.rate_limit_rps
     if rate == 0:
         return Unlimited()
     burst = max(1, int(rate))
     if settings.broker_is_redis:
-        return RedisTokenBucket(settings.resolved_broker_url, DEFAULT_REDIS_KEY, rate, burst)
-    return TokenBucket(rate, burst)
+        return RedisTokenBucket(
+            settings.resolved_broker_url, DEFAULT_REDIS_KEY, rate, burst, on_wait=on_wait
+        )
+    return TokenBucket(rate, burst, on_wait=on_wait)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from worker.store.controls import active_pause_clause
@@ -118,3 +118,13 @@ def open_rivals(session: Session, intent_ids: Iterable[int]) -> dict[int, int]:
         ).all()
         found.update({int(mine): int(theirs) for mine, theirs in rows})
     return found
+
+
+def oldest_open_intent_created_at(session: Session) -> datetime | None:
+    """When the oldest intent still waiting to be sent (pending or being sent) was created."""
+    created: datetime | None = session.scalar(
+        select(func.min(PaymentRequestIntent.created_at)).where(
+            PaymentRequestIntent.status.in_(OPEN_STATUSES)
+        )
+    )
+    return created

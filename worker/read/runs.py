@@ -159,3 +159,11 @@ def channel_step_counts(session: Session) -> dict[str, dict[str, int]]:
     for kind, status, count in sorted(rows):
         found.setdefault(str(kind), {})[str(status)] = int(count)
     return found
+
+
+def last_successful_sweep(session: Session) -> datetime | None:
+    """When the newest sweep that succeeded finished (None: none has yet)."""
+    finished: datetime | None = session.scalar(
+        select(func.max(SweepRun.finished_at)).where(SweepRun.status == "succeeded")
+    )
+    return finished

@@ -38,7 +38,6 @@ from worker.lago.models import Invoice
 from worker.logging import get_logger
 from worker.services.invoice_facts import due_cents
 from worker.services.runtime import Runtime
-from worker.services.status import intent_counts
 from worker.store._dialect import insert_for
 from worker.store.db import read_session, write_tx
 from worker.store.group_states import reset_group
@@ -510,7 +509,6 @@ def reconcile_outcomes(
         delay = next_check_delay(checks.get(intent.id, 0))
         _check_with_lago(rt, intent, now=now, delay=delay, summary=summary)
     summary.deferred = max(len(to_confirm) - limit, 0)
-    _refresh_gauges(rt)
     log.info(
         "outcomes reconciled",
         examined=summary.examined,
@@ -628,10 +626,3 @@ def _close_superseded(session: Session, intent: TrackedIntent, *, now: datetime)
         row.outcome = "open"
         row.updated_at = now
     schedule_check(session, intent.id, next_check_at=None, checked_at=None)
-
-
-def _refresh_gauges(rt: Runtime) -> None:
-    try:
-        metrics.set_intent_counts(intent_counts(rt.engine))
-    except Exception as exc:  # metrics must never fail a reconcile pass
-        log.warning("cannot refresh intent gauges", error=type(exc).__name__)

@@ -61,7 +61,7 @@ def open_runtime(
     client = LagoClient.from_settings(
         settings,
         base_url=base_url,
-        rate_limiter=limiter_from_settings(settings),
+        rate_limiter=limiter_from_settings(settings, on_wait=metrics.observe_limiter_wait),
         observer=metrics.observe_lago_call,
     )
     return Runtime(settings=settings, engine=engine, client=client, policies=policies, clock=clock)

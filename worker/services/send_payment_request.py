@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
+from worker import metrics
 from worker.services.channels.base import PAYMENT_REQUEST, ChannelSet
 from worker.services.channels.payment_request import PaymentRequestChannel, call_lago
 from worker.services.send_recording import Answer, record_answers, retry_soon
@@ -104,10 +105,16 @@ def send_payment_request(
         intent_ids=[intent_id],
     )
     if not claimed:
-        return not_claimed(intent_id)
+        return _counted(not_claimed(intent_id))
+    metrics.record_lease_expiries(sum(intent.lease_was_expired for intent in claimed))
     if hooks is not None:
         hooks.after_claim()
-    return _send_claimed(ctx, claimed[0], hooks, channels)
+    return _counted(_send_claimed(ctx, claimed[0], hooks, channels))
+
+
+def _counted(outcome: SendOutcome) -> SendOutcome:
+    metrics.record_send(outcome.status.value)
+    return outcome
 
 
 def _send_claimed(
@@ -174,7 +181,8 @@ def send_payment_requests(
         channels or default_channels(hooks),
     )
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send") as pool:
-        yield from pipeline.run(pool, concurrency)
+        for outcome in pipeline.run(pool, concurrency):
+            yield _counted(outcome)
 
 
 class _Pipeline:
@@ -272,6 +280,7 @@ class _Pipeline:
             limit=len(chunk),
             intent_ids=chunk,
         )
+        metrics.record_lease_expiries(sum(intent.lease_was_expired for intent in claimed))
         held = {intent.id for intent in claimed}
         for intent_id in chunk:
             if intent_id not in held:

@@ -603,6 +603,7 @@ def _finish(
     summary.api_calls = rt.client.calls_total() - calls_before
     summary.duration_s = tick() - started
     metrics.record_sweep(status, summary.duration_s)
+    metrics.record_decisions(summary.decisions)
     if summary.run_id is None:
         return
     counts = runs.RunCounts(

@@ -2,7 +2,7 @@
 
     POST /webhooks/lago   verify the signature, dedupe by X-Lago-Unique-Key and by the digest
                           of the signed body (the key is not signed), apply at once
-    GET  /metrics         Prometheus text exposition (ledger gauges refreshed on each scrape)
+    GET  /metrics         Prometheus text exposition (ledger gauges read on each scrape)
     GET  /healthz         200 when the state database answers, 503 otherwise
     /console/...          the ops console (worker/web/console), only when
                           DUNNING_CONSOLE_PASSWORD_HASH is set: otherwise a 404
@@ -23,11 +23,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from config.cron import parse_cron
 from worker import metrics
 from worker.logging import get_logger
+from worker.metrics_ledger import LedgerCollector, single_process_registry
 from worker.services.apply_webhook import apply_webhook
 from worker.services.runtime import Runtime
-from worker.services.status import intent_counts
 from worker.services.webhook_envelope import WebhookPayloadError, parse_envelope
 from worker.store.db import read_session
 from worker.store.errors import StoreError
@@ -132,12 +133,12 @@ def create_app(
         )
         return _answer(200, outcome.result)
 
+    ledger = LedgerCollector(lambda: rt.engine, rt.clock, parse_cron(rt.policies.cron))
+    exposed = single_process_registry(ledger)
+
     async def metrics_endpoint(request: Request) -> Response:
-        try:
-            metrics.set_intent_counts(await run_in_threadpool(intent_counts, rt.engine))
-        except StoreError as exc:
-            log.warning("cannot refresh intent gauges", reason=str(exc))
-        payload, content_type = metrics.render_latest()
+        # Collecting reads the ledger: off the event loop.
+        payload, content_type = await run_in_threadpool(metrics.render_latest, exposed)
         return Response(payload, media_type=content_type)
 
     def database_answers() -> None:
