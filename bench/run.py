@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.cold_start import cold_start
 from bench.policy_file import write_policy_file
 from bench.procs import (
     Child,
@@ -289,11 +290,31 @@ def memory(children: Children, sizes: list[int], *, work: Path, say: Any) -> lis
     return rows
 
 
+def _holds(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "NO")
+
+
 def print_tables(document: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=140)
+    starts = document.get("cold_start", [])
+    if starts:
+        table = Table(title="Cold start (fresh processes, interleaved, bytecode cached)")
+        for column in ("command", "median s", "min s", "max s", "target s", "holds", "load 1m"):
+            table.add_column(column, justify="right")
+        for row in starts:
+            table.add_row(
+                row["command"],
+                f"{row['median_wall_s']:.3f}",
+                f"{row['min_wall_s']:.3f}",
+                f"{row['max_wall_s']:.3f}",
+                "-" if row["target_s"] is None else f"<= {row['target_s']:g}",
+                _holds(row["holds"]),
+                f"{row['load_1m']:.2f}",
+            )
+        console.print(table)
     sweeps = document.get("sweep", [])
     if sweeps:
         table = Table(title=f"Sweep (latency {document['latency_ms']:g} ms, rate limiter off)")
@@ -371,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--scale", default=None, help="extra sweep sizes, total invoices")
     parser.add_argument("--peer-max-invoices", type=int, default=10_000)
-    parser.add_argument("--only", default="sweep,peer,rate-limited,memory")
+    parser.add_argument("--only", default="cold-start,sweep,peer,rate-limited,memory")
+    parser.add_argument("--cold-start-rounds", type=int, default=None)
     parser.add_argument("--memory-sizes", default=None)
     parser.add_argument("--rate-limited-customers", type=int, default=None)
     parser.add_argument("--name", default="bench")
@@ -403,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="dunning-bench-"))
     try:
         with supervised() as children:
+            if "cold-start" in only:
+                document["cold_start"] = cold_start(
+                    rounds=args.cold_start_rounds or (5 if args.quick else 9), work=work, say=say
+                )
             if "sweep" in only:
                 for size in sizes:
                     document["sweep"].append(
