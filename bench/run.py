@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cold_start import cold_start
+from bench.compare import side_by_side
 from bench.policy_file import write_policy_file
 from bench.procs import (
     Child,
@@ -294,6 +295,42 @@ def _holds(value: bool | None) -> str:
     return "-" if value is None else ("yes" if value else "NO")
 
 
+def _print_compare(console: Any, row: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title=f"Whole-process sweep, same fresh data ({row['customers']:,} customers, "
+        f"{row['latency_ms']:g} ms latency, median of {row['rounds']}, load {row['load_1m']:.2f})"
+    )
+    for column in ("side", "wall s", "CPU s", "peak RSS MB", "invoices", "groups", "requests",
+                   "API calls", "figure", "target", "holds"):  # fmt: skip
+        table.add_column(column, justify="right")
+    sides = [("ours", row["ours"]), ("bare loop", row["bare"])]
+    if "peer" in row:
+        sides.append(("peer (official client)", row["peer"]))
+    for name, side in sides:
+        if name == "ours":
+            figure, target = row["ours_over_bare_wall"], 1.3
+            cells = (f"{figure:.2f}x bare", "<= 1.3x", _holds(figure <= target))
+        elif name.startswith("peer"):
+            speedup = row["speedup_vs_peer"]
+            cells = (f"ours {speedup:.1f}x faster", ">= 20x", _holds(speedup >= 20))
+        else:
+            cells = ("reference", "-", "-")
+        table.add_row(
+            name,
+            f"{side['wall_s']:.2f}",
+            f"{side['cpu_s']:.2f}",
+            f"{side['peak_rss_mb']:.0f}",
+            str(side["invoices"]),
+            str(side["groups"]),
+            str(side["requests"]),
+            str(side["api_calls"]),
+            *cells,
+        )
+    console.print(table)
+
+
 def print_tables(document: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -315,6 +352,9 @@ def print_tables(document: dict[str, Any]) -> None:
                 f"{row['load_1m']:.2f}",
             )
         console.print(table)
+    compared = document.get("compare")
+    if compared:
+        _print_compare(console, compared)
     sweeps = document.get("sweep", [])
     if sweeps:
         table = Table(title=f"Sweep (latency {document['latency_ms']:g} ms, rate limiter off)")
@@ -392,7 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--scale", default=None, help="extra sweep sizes, total invoices")
     parser.add_argument("--peer-max-invoices", type=int, default=10_000)
-    parser.add_argument("--only", default="cold-start,sweep,peer,rate-limited,memory")
+    parser.add_argument("--only", default="cold-start,compare,peer,sweep,rate-limited,memory")
+    parser.add_argument("--compare-customers", type=int, default=None)
+    parser.add_argument("--compare-rounds", type=int, default=None)
     parser.add_argument("--cold-start-rounds", type=int, default=None)
     parser.add_argument("--memory-sizes", default=None)
     parser.add_argument("--rate-limited-customers", type=int, default=None)
@@ -428,6 +470,17 @@ def main(argv: list[str] | None = None) -> int:
             if "cold-start" in only:
                 document["cold_start"] = cold_start(
                     rounds=args.cold_start_rounds or (5 if args.quick else 9), work=work, say=say
+                )
+            if "compare" in only:
+                document["compare"] = side_by_side(
+                    children,
+                    customers=args.compare_customers or (300 if args.quick else 1000),
+                    invoices_per_customer=ipc,
+                    latency_ms=args.latency_ms,
+                    rounds=args.compare_rounds or (3 if args.quick else 5),
+                    with_peer="peer" in only,
+                    work=work,
+                    say=say,
                 )
             if "sweep" in only:
                 for size in sizes:
