@@ -5,7 +5,7 @@ pending payment requests listing, one POST /payment_requests per group) with asy
 same concurrency, grouping by customer and currency in a dict. No database, no policy, no
 ledger, no retries, no checks of the answers.
 
-    python -m bench.bare_loop --lago-url URL [--concurrency 16] [--json-out FILE]
+    python -m bench.bare_loop --lago-url URL [--concurrency 16]     (one JSON line on stdout)
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import json
 import resource
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -100,17 +99,12 @@ def main() -> None:
     parser.add_argument("--lago-url", required=True)
     parser.add_argument("--api-key", default="sandbox-key")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
     started = time.perf_counter()
     result = asyncio.run(sweep(args.lago_url, args.api_key, args.concurrency))
     result["wall_s"] = time.perf_counter() - started
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    result["cpu_s"] = usage.ru_utime + usage.ru_stime
-    text = json.dumps(result)
-    if args.json_out:
-        args.json_out.write_text(text)
-    print(text)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({**result, "cpu_s": own.ru_utime + own.ru_stime}))
 
 
 if __name__ == "__main__":

@@ -95,22 +95,14 @@ def _ours(sandbox: SandboxControl, policy: Path, work: Path, index: int) -> dict
     return _work(sandbox, result)
 
 
-def _bare(sandbox: SandboxControl, work: Path) -> dict[str, Any]:
+def _script(sandbox: SandboxControl, work: Path, module: str, timeout: float) -> dict[str, Any]:
+    """The bare loop or the peer (`module`) as a whole process on fresh data."""
     env = base_env({}, cwd=REPO_ROOT)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     sandbox.reset_data()
     sandbox.reset_stats()
-    command = python_command("-m", "bench.bare_loop", "--lago-url", sandbox.url)
-    return _work(sandbox, _timed(command, env, work / "bare.log", 3600))
-
-
-def _peer(sandbox: SandboxControl, work: Path) -> dict[str, Any]:
-    env = base_env({}, cwd=REPO_ROOT)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    sandbox.reset_data()
-    sandbox.reset_stats()
-    command = python_command("-m", "bench.peer", "--lago-url", sandbox.url)
-    return _work(sandbox, _timed(command, env, work / "peer.log", 7200))
+    command = python_command("-m", module, "--lago-url", sandbox.url)
+    return _work(sandbox, _timed(command, env, work / f"{module}.log", timeout))
 
 
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -135,12 +127,7 @@ def side_by_side(
     work: Path,
     say: Any,
 ) -> dict[str, Any]:
-    spec = SandboxSpec(
-        customers=customers,
-        invoices_per_customer=invoices_per_customer,
-        seed=SEED,
-        latency_ms=latency_ms,
-    )
+    spec = SandboxSpec(customers, invoices_per_customer, seed=SEED, latency_ms=latency_ms)
     say(
         f"ours vs bare loop: {customers} customers, {latency_ms:g} ms latency, {rounds} rounds "
         "(whole processes, interleaved)" + (", then the peer once" if with_peer else "")
@@ -155,9 +142,9 @@ def side_by_side(
             loads.append(os.getloadavg()[0])
             if index % 2 == 0:
                 ours.append(_ours(sandbox, policy, work, index))
-                bare.append(_bare(sandbox, work))
+                bare.append(_script(sandbox, work, "bench.bare_loop", 3600))
             else:
-                bare.append(_bare(sandbox, work))
+                bare.append(_script(sandbox, work, "bench.bare_loop", 3600))
                 ours.append(_ours(sandbox, policy, work, index))
         row: dict[str, Any] = {
             "customers": customers,
@@ -171,7 +158,7 @@ def side_by_side(
         row["ours_over_bare_cpu"] = row["ours"]["cpu_s"] / row["bare"]["cpu_s"]
         if with_peer:
             say("peer: the sequential official-client script on the same fresh data")
-            peer = _peer(sandbox, work)
+            peer = _script(sandbox, work, "bench.peer", 7200)
             row["peer"] = peer
             row["speedup_vs_peer"] = peer["wall_s"] / row["ours"]["wall_s"]
         return row
