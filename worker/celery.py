@@ -32,6 +32,7 @@ from config.policies import PolicyFileError, load_policies
 
 SWEEP_TASK = "dunning.sweep"
 SEND_TASK = "dunning.send_payment_request"
+SEND_BATCH_TASK = "dunning.send_payment_requests"
 RECONCILE_TASK = "dunning.reconcile"
 
 #: How often beat asks for a reconcile pass (expired leases, due ambiguous intents).
@@ -40,6 +41,8 @@ RECONCILE_EVERY = timedelta(minutes=5)
 #: Time limits per task (soft, hard) in seconds. The send limit stays below the default lease
 #: (300 s) so a running send never outlives its claim.
 SEND_TIME_LIMITS = (120, 150)
+#: A batch of up to 50 sends shares the rate limit with the other workers' batches.
+SEND_BATCH_TIME_LIMITS = (540, 600)
 SWEEP_TIME_LIMITS = (540, 600)
 RECONCILE_TIME_LIMITS = (240, 300)
 DEFAULT_TIME_LIMITS = (240, 300)
@@ -228,6 +231,7 @@ def create_app(settings: Settings, *, cron: str | None, set_as_current: bool = T
     app.conf.update(celery_config(settings, cron=cron))
     app.conf.task_annotations = {
         SEND_TASK: _limits(SEND_TIME_LIMITS),
+        SEND_BATCH_TASK: _limits(SEND_BATCH_TIME_LIMITS),
         SWEEP_TASK: _limits(SWEEP_TIME_LIMITS),
         RECONCILE_TASK: _limits(RECONCILE_TIME_LIMITS),
     }
