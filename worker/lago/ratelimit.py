@@ -5,13 +5,22 @@ worker thread and process should draw from one budget:
 - `TokenBucket`: in-process, thread-safe.
 - `RedisTokenBucket`: shared by all processes on all machines through one Redis key pair.
 Both honour `pause(seconds)`: after a 429 everybody sharing the limiter waits.
+
+Hosted Lago advertises its limit on every answer (`X-RateLimit-Limit`, `-Remaining`,
+`-Reset`) but not how it counts (a fixed or a sliding second). `observe()` paces from those
+headers as well as the bucket: the rate drops to `HEADROOM` of the advertised limit (jitter
+between our clock and its window would otherwise cost a 429 now and then, and each 429 holds
+every worker back for a whole window), and `Remaining: 0` holds everybody until `Reset`
+(something else spends the same budget). A self-hosted Lago sends none: the bucket alone.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
 import redis
@@ -26,6 +35,39 @@ if TYPE_CHECKING:
 
 
 _EPSILON = 1e-9
+#: Share of an advertised limit the workers spend.
+HEADROOM = 0.95
+#: Tokens saved up while idle, in seconds of the rate: a full second's burst could double the
+#: rate a sliding window sees right after an idle spell.
+BURST_SECONDS = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class AdvertisedLimit:
+    """What the server's X-RateLimit-* headers of one answer say."""
+
+    limit: int
+    remaining: int
+    reset_s: float
+
+
+def advertised_limit(headers: Mapping[str, str]) -> AdvertisedLimit | None:
+    """The X-RateLimit-* headers of an answer (case-insensitive mapping, e.g. httpx.Headers);
+    None when they are absent (self-hosted Lago) or unreadable."""
+    try:
+        limit = int(headers["x-ratelimit-limit"])
+        remaining = int(headers["x-ratelimit-remaining"])
+        reset = float(headers["x-ratelimit-reset"])
+    except (KeyError, ValueError):
+        return None
+    if limit < 1 or remaining < 0 or not math.isfinite(reset) or reset < 0:
+        return None
+    return AdvertisedLimit(limit, remaining, reset)
+
+
+def paced_rate(configured: float, advertised: AdvertisedLimit) -> float:
+    """The rate to spend: the configured one, never above `HEADROOM` of the advertised limit."""
+    return min(configured, HEADROOM * advertised.limit)
 
 
 class RateLimiterError(LagoError):
@@ -48,6 +90,9 @@ class RateLimiter(Protocol):
     def pause(self, seconds: float) -> None:
         """Hold every request back for `seconds` (after a 429)."""
 
+    def observe(self, advertised: AdvertisedLimit) -> None:
+        """Pace from the server's X-RateLimit-* headers (see the module docstring)."""
+
 
 class Unlimited:
     """A limiter that never waits (rate 0 = unlimited)."""
@@ -56,6 +101,9 @@ class Unlimited:
         return None
 
     def pause(self, seconds: float) -> None:
+        return None
+
+    def observe(self, advertised: AdvertisedLimit) -> None:
         return None
 
     def __repr__(self) -> str:
@@ -79,6 +127,7 @@ class TokenBucket:
         if rate_per_s < 0:
             raise ValueError("rate_per_s must be >= 0")
         self.rate_per_s = rate_per_s
+        self.configured_rate = rate_per_s
         self.burst = max(1, burst if burst is not None else max(1, int(rate_per_s)))
         self._clock = clock
         self._sleep = sleep
@@ -120,6 +169,13 @@ class TokenBucket:
             return
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def observe(self, advertised: AdvertisedLimit) -> None:
+        if self.configured_rate > 0:
+            with self._lock:
+                self.rate_per_s = paced_rate(self.configured_rate, advertised)
+        if advertised.remaining == 0:
+            self.pause(advertised.reset_s)
 
 
 # One Lua script per operation keeps read-modify-write atomic across all processes. Time comes
@@ -190,6 +246,7 @@ class RedisTokenBucket:
         if rate_per_s < 0:
             raise ValueError("rate_per_s must be >= 0")
         self.rate_per_s = rate_per_s
+        self.configured_rate = rate_per_s
         self.burst = max(1, burst if burst is not None else max(1, int(rate_per_s)))
         self.key = key
         self.paused_key = f"{key}:paused"
@@ -229,6 +286,13 @@ class RedisTokenBucket:
             return
         self._call(self._pause_script, [self.paused_key], [round(seconds * 1_000_000)])
 
+    def observe(self, advertised: AdvertisedLimit) -> None:
+        # The rate travels with every acquire, so each process paces its own draws.
+        if self.configured_rate > 0:
+            self.rate_per_s = paced_rate(self.configured_rate, advertised)
+        if advertised.remaining == 0:
+            self.pause(advertised.reset_s)
+
     def close(self) -> None:
         self._redis.close()
 
@@ -238,7 +302,7 @@ def limiter_from_settings(settings: Settings) -> RateLimiter:
     rate = settings.rate_limit_rps
     if rate == 0:
         return Unlimited()
-    burst = max(1, int(rate))
+    burst = max(1, math.ceil(rate * BURST_SECONDS))
     if settings.broker_is_redis:
         return RedisTokenBucket(settings.resolved_broker_url, DEFAULT_REDIS_KEY, rate, burst)
     return TokenBucket(rate, burst)
