@@ -38,6 +38,8 @@ SEND_PAYMENT_REQUEST = "dunning.send_payment_request"
 SEND_PAYMENT_REQUESTS = "dunning.send_payment_requests"
 #: Intents per batched send task: one broker message, one claim, pipelined POSTs.
 SEND_BATCH = 50
+#: Seconds of the shared rate budget one batch may take (see `batch_size`).
+BATCH_BUDGET_S = 10
 RECONCILE = "dunning.reconcile"
 
 #: `trigger` beat puts in the sweep's kwargs: only those runs claim a tick slot.
@@ -87,9 +89,18 @@ def warn_licence_once(detail: str) -> bool:
     return True
 
 
-def _enqueue_sends(task: Task, intent_ids: list[int]) -> None:
-    for start in range(0, len(intent_ids), SEND_BATCH):
-        task.app.send_task(SEND_PAYMENT_REQUESTS, args=[intent_ids[start : start + SEND_BATCH]])
+def batch_size(rate_limit_rps: float) -> int:
+    """Intents per send task: `SEND_BATCH`, or fewer under a low rate limit, so a batch takes
+    about `BATCH_BUDGET_S` of the whole budget and ends well inside its lease."""
+    if rate_limit_rps == 0:
+        return SEND_BATCH
+    return max(1, min(SEND_BATCH, int(rate_limit_rps * BATCH_BUDGET_S)))
+
+
+def _enqueue_sends(task: Task, rt: Runtime, intent_ids: list[int]) -> None:
+    size = batch_size(rt.settings.rate_limit_rps)
+    for start in range(0, len(intent_ids), size):
+        task.app.send_task(SEND_PAYMENT_REQUESTS, args=[intent_ids[start : start + size]])
 
 
 def halt(rt: Runtime, code: HaltCode) -> None:
@@ -148,7 +159,7 @@ def sweep(self: Task, trigger: str = "celery", customer: str | None = None) -> d
         raise
     if not summary.slot_taken:
         return {"status": "slot_taken", "slot": slot}
-    _enqueue_sends(self, summary.intent_ids)
+    _enqueue_sends(self, rt, summary.intent_ids)
     if summary.intent_ids:
         log.info("sweep.sends_enqueued", run_id=summary.run_id, sends=len(summary.intent_ids))
     return {"status": "done", "slot": slot, "run_id": summary.run_id, "intents": summary.intent_ids}

@@ -41,8 +41,9 @@ RECONCILE_EVERY = timedelta(minutes=5)
 #: Time limits per task (soft, hard) in seconds. The send limit stays below the default lease
 #: (300 s) so a running send never outlives its claim.
 SEND_TIME_LIMITS = (120, 150)
-#: A batch of up to 50 sends shares the rate limit with the other workers' batches.
-SEND_BATCH_TIME_LIMITS = (540, 600)
+#: A batch of sends shares the rate limit with the other workers' batches; like a single send
+#: it must end inside the lease of the intents it claimed (DUNNING_LEASE_SECONDS, 300 s).
+SEND_BATCH_TIME_LIMITS = (240, 270)
 SWEEP_TIME_LIMITS = (540, 600)
 RECONCILE_TIME_LIMITS = (240, 300)
 DEFAULT_TIME_LIMITS = (240, 300)

@@ -347,3 +347,10 @@ def test_a_large_sweep_fans_out_batches_of_at_most_a_send_batch(
     assert len(created) > dunning_tasks.SEND_BATCH
     assert all(0 < len(batch) <= dunning_tasks.SEND_BATCH for batch in batches)
     assert [i for batch in batches for i in batch] == created
+
+
+def test_a_low_rate_limit_makes_smaller_batches_that_end_inside_their_lease() -> None:
+    assert dunning_tasks.batch_size(0) == dunning_tasks.SEND_BATCH  # no limit
+    assert dunning_tasks.batch_size(50) == dunning_tasks.SEND_BATCH
+    assert dunning_tasks.batch_size(2) == 20
+    assert dunning_tasks.batch_size(0.1) == 1
