@@ -27,7 +27,6 @@ import json
 import math
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,17 +42,13 @@ from bench.procs import (
     python_command,
     stop_all,
     supervised,
-    wait_for_output,
 )
+from bench.rate_limited import rate_limited
 from bench.sandbox_proc import SandboxControl, SandboxSpec, count_calls, start_sandbox
 from bench.stack import (
     REPO_ROOT,
-    Ledger,
-    StackConfig,
-    TaskSender,
-    fresh_postgres_database,
-    worker_child,
 )
+from bench.tables import print_tables
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SEED = 11
@@ -176,105 +171,6 @@ def sweep_and_peer(
         stop_all([sandbox_child])
 
 
-def _empty_redis_db() -> int:
-    import redis
-
-    for number in range(15, 1, -1):
-        client = redis.Redis(host="127.0.0.1", port=6379, db=number)
-        try:
-            if client.dbsize() == 0:
-                client.set("lago-dunning:bench:claimed", "1", ex=3600)
-                return number
-        finally:
-            client.close()
-    raise HarnessError("no empty Redis DB number on 127.0.0.1:6379 for the rate-limited bench")
-
-
-def rate_limited(
-    children: Children, *, customers: int, work: Path, say: Any, timeout_s: float = 300
-) -> dict[str, Any]:
-    import redis
-
-    limit, ours_rps, processes = 50, 47, 4
-    spec = SandboxSpec(customers=customers, invoices_per_customer=5, seed=SEED, rate_limit=limit)
-    say(f"rate-limited: {customers} customers, sandbox limit {limit}/s, {processes} workers")
-    sandbox_child, sandbox = start_sandbox(children, spec, log_dir=work, name="sandbox-ratelimit")
-    db = _empty_redis_db()
-    workers: list[Child] = []
-    try:
-        with fresh_postgres_database("dunning_bench") as database_url:
-            config = StackConfig(
-                name="ratelimit",
-                data_dir=work / "ratelimit",
-                policy_file=write_policy_file(work / "policy-ratelimit"),
-                lago_url=sandbox.url,
-                database_url=database_url,
-                broker_url=f"redis://127.0.0.1:6379/{db}",
-                env={"DUNNING_RATE_LIMIT_RPS": str(ours_rps), "DUNNING_LOG_LEVEL": "INFO"},
-            )
-            ledger = Ledger(database_url)
-            ledger.migrate()
-            workers = [
-                children.add(
-                    worker_child(config, index, log_dir=work, concurrency=1, loglevel="INFO")
-                )
-                for index in range(1, processes + 1)
-            ]
-            for worker in workers:
-                worker.start()
-            wait_for_output(workers, "ready.", timeout=120)
-            sender = TaskSender(config.settings())
-            sandbox.reset_stats()
-            started = time.monotonic()
-            sender.send("dunning.sweep", trigger="celery")
-            samples: list[tuple[float, int, int]] = []
-            done_at: float | None = None
-            while time.monotonic() - started < timeout_s:
-                time.sleep(1.0)
-                stats = sandbox.stats()
-                samples.append(
-                    (
-                        time.monotonic() - started,
-                        count_calls(stats),
-                        count_calls(stats, status="429"),
-                    )
-                )
-                rows = ledger.intents()
-                if rows and not any(row.unsettled for row in rows):
-                    done_at = time.monotonic() - started
-                    break
-            sender.close()
-            ledger.close()
-    finally:
-        stop_all(workers)
-        sandbox.close()
-        stop_all([sandbox_child])
-        client = redis.Redis(host="127.0.0.1", port=6379, db=db)
-        client.flushdb()
-        client.close()
-    if not samples:
-        raise HarnessError("the rate-limited run recorded nothing")
-    final = sandbox_stats_total = samples[-1]
-    # Sustained rate: accepted calls per second between the first and last busy second.
-    busy = [s for s in samples if s[1] > 0]
-    first_t = busy[0][0] - 1.0 if busy else 0.0
-    window = max(1.0, final[0] - first_t)
-    accepted = final[1] - final[2]
-    return {
-        "limit_rps": limit,
-        "worker_rps_setting": ours_rps,
-        "processes": processes,
-        "customers": customers,
-        "settled": done_at is not None,
-        "window_s": window,
-        "api_calls": sandbox_stats_total[1],
-        "http_429": final[2],
-        "accepted_calls_per_s": accepted / window,
-        "rate_limit_share": accepted / window / limit,
-        "share_429": final[2] / max(1, final[1]),
-    }
-
-
 def memory(children: Children, sizes: list[int], *, work: Path, say: Any) -> list[dict[str, Any]]:
     rows = []
     for size in sizes:
@@ -289,139 +185,6 @@ def memory(children: Children, sizes: list[int], *, work: Path, say: Any) -> lis
         )
         rows.append(result)
     return rows
-
-
-def _holds(value: bool | None) -> str:
-    return "-" if value is None else ("yes" if value else "NO")
-
-
-def _print_compare(console: Any, row: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    table = Table(
-        title=f"Whole-process sweep, same fresh data ({row['customers']:,} customers, "
-        f"{row['latency_ms']:g} ms latency, median of {row['rounds']}, load {row['load_1m']:.2f})"
-    )
-    for column in ("side", "wall s", "CPU s", "peak RSS MB", "invoices", "groups", "requests",
-                   "API calls", "figure", "target", "holds"):  # fmt: skip
-        table.add_column(column, justify="right")
-    sides = [("ours", row["ours"]), ("bare loop", row["bare"])]
-    if "peer" in row:
-        sides.append(("peer (official client)", row["peer"]))
-    for name, side in sides:
-        if name == "ours":
-            figure, target = row["ours_over_bare_wall"], 1.3
-            cells = (f"{figure:.2f}x bare", "<= 1.3x", _holds(figure <= target))
-        elif name.startswith("peer"):
-            speedup = row["speedup_vs_peer"]
-            cells = (f"ours {speedup:.1f}x faster", ">= 20x", _holds(speedup >= 20))
-        else:
-            cells = ("reference", "-", "-")
-        table.add_row(
-            name,
-            f"{side['wall_s']:.2f}",
-            f"{side['cpu_s']:.2f}",
-            f"{side['peak_rss_mb']:.0f}",
-            str(side["invoices"]),
-            str(side["groups"]),
-            str(side["requests"]),
-            str(side["api_calls"]),
-            *cells,
-        )
-    console.print(table)
-
-
-def print_tables(document: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=140)
-    starts = document.get("cold_start", [])
-    if starts:
-        table = Table(title="Cold start (fresh processes, interleaved, bytecode cached)")
-        for column in ("command", "median s", "min s", "max s", "target s", "holds", "load 1m"):
-            table.add_column(column, justify="right")
-        for row in starts:
-            table.add_row(
-                row["command"],
-                f"{row['median_wall_s']:.3f}",
-                f"{row['min_wall_s']:.3f}",
-                f"{row['max_wall_s']:.3f}",
-                "-" if row["target_s"] is None else f"<= {row['target_s']:g}",
-                _holds(row["holds"]),
-                f"{row['load_1m']:.2f}",
-            )
-        console.print(table)
-    compared = document.get("compare")
-    if compared:
-        _print_compare(console, compared)
-    sweeps = document.get("sweep", [])
-    if sweeps:
-        table = Table(title=f"Sweep (latency {document['latency_ms']:g} ms, rate limiter off)")
-        for column in (
-            "invoices",
-            "overdue",
-            "groups",
-            "wall s",
-            "API calls",
-            "minimum",
-            "over min",
-            "calls/s",
-            "CPU s/1k inv",
-            "peak RSS MB",
-            "requests",
-            "peer wall s",
-            "speedup",
-        ):
-            table.add_column(column, justify="right")
-        for row in sweeps:
-            table.add_row(
-                f"{row['invoices']:,}",
-                f"{row['overdue_invoices']:,}",
-                f"{row['groups']:,}",
-                f"{row['wall_s']:.1f}",
-                f"{row['api_calls']:,}",
-                f"{row['api_calls_min']:,}",
-                f"{row['calls_over_minimum_pct']:.2f}%",
-                f"{row['calls_per_s']:.0f}",
-                f"{row['cpu_s_per_1k_invoices']:.2f}",
-                f"{row['peak_rss_mb']:.0f}",
-                f"{row['payment_requests_created']:,}",
-                f"{row['peer_wall_s']:.1f}" if "peer_wall_s" in row else "-",
-                f"{row['speedup_vs_peer']:.1f}x" if "speedup_vs_peer" in row else "-",
-            )
-        console.print(table)
-    limited = document.get("rate_limited")
-    if limited:
-        table = Table(title="Rate-limited (sandbox 50 rps, 4 Celery processes, Redis bucket)")
-        columns = ("customers", "window s", "calls", "429s", "accepted/s", "of limit", "429 share")
-        for column in columns:
-            table.add_column(column, justify="right")
-        table.add_row(
-            f"{limited['customers']:,}",
-            f"{limited['window_s']:.0f}",
-            f"{limited['api_calls']:,}",
-            f"{limited['http_429']:,}",
-            f"{limited['accepted_calls_per_s']:.1f}",
-            f"{limited['rate_limit_share']:.1%}",
-            f"{limited['share_429']:.2%}",
-        )
-        console.print(table)
-    mem = document.get("memory", [])
-    if mem:
-        table = Table(title="Memory: list+group+decide from a generated page stream (no HTTP)")
-        for column in ("invoices", "groups", "baseline RSS MB", "peak RSS MB", "growth MB", "s"):
-            table.add_column(column, justify="right")
-        for row in mem:
-            table.add_row(
-                f"{row['invoices']:,}",
-                f"{row['groups']:,}",
-                f"{row['baseline_rss_mb']:.0f}",
-                f"{row['peak_rss_mb']:.0f}",
-                f"{row['peak_rss_mb'] - row['baseline_rss_mb']:.0f}",
-                f"{row['seconds']:.1f}",
-            )
-        console.print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -452,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             args.memory_sizes or ("10000,100000" if args.quick else "10000,100000,1000000")
         ).split(",")
     ]
-    limited_customers = args.rate_limited_customers or (300 if args.quick else 1000)
+    # About 70 s of sends at 50 calls/s (the target counts a busy span of >= 60 s).
+    limited_customers = args.rate_limited_customers or (300 if args.quick else 3500)
 
     def say(message: str) -> None:
         print(message, flush=True)
@@ -496,9 +260,12 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     )
             if "rate-limited" in only:
-                document["rate_limited"] = rate_limited(
-                    children, customers=limited_customers, work=work, say=say
-                )
+                document["rate_limited"] = [
+                    rate_limited(
+                        children, customers=limited_customers, window=window, work=work, say=say
+                    )
+                    for window in ("fixed", "sliding")
+                ]
             if "memory" in only:
                 document["memory"] = memory(children, memory_sizes, work=work, say=say)
     except HarnessError as exc:
