@@ -12,6 +12,7 @@ import redis
 from config.settings import load_settings
 from worker.lago import LagoError
 from worker.lago.ratelimit import (
+    EMPTY_HOLD_S,
     HEADROOM,
     AdvertisedLimit,
     RateLimiter,
@@ -169,13 +170,17 @@ def test_an_advertised_limit_lowers_the_rate_to_its_headroom_but_never_raises_it
     assert time.now - start == pytest.approx(1.0, abs=0.05)
 
 
-def test_nothing_remaining_holds_every_request_until_the_window_resets() -> None:
+def test_nothing_remaining_holds_every_request_for_a_moment() -> None:
     time = FakeTime()
     bucket = TokenBucket(50, burst=5, clock=time.clock, sleep=time.sleep)
     bucket.observe(AdvertisedLimit(50, 0, 2.0))
     start = time.now
     bucket.acquire()
-    assert time.now - start == pytest.approx(2.0)
+    assert time.now - start == pytest.approx(EMPTY_HOLD_S)
+    bucket.observe(AdvertisedLimit(50, 0, 0.02))  # the window resets sooner than that
+    start = time.now
+    bucket.acquire()
+    assert time.now - start == pytest.approx(0.02)
 
 
 def test_the_limiter_from_settings_saves_up_only_a_short_burst() -> None:

@@ -10,8 +10,11 @@ Hosted Lago advertises its limit on every answer (`X-RateLimit-Limit`, `-Remaini
 `-Reset`) but not how it counts (a fixed or a sliding second). `observe()` paces from those
 headers as well as the bucket: the rate drops to `HEADROOM` of the advertised limit (jitter
 between our clock and its window would otherwise cost a 429 now and then, and each 429 holds
-every worker back for a whole window), and `Remaining: 0` holds everybody until `Reset`
-(something else spends the same budget). A self-hosted Lago sends none: the bucket alone.
+every worker back for a whole window), and `Remaining: 0` holds everybody for a moment
+(`EMPTY_HOLD_S`, or `Reset` if sooner): in a sliding window the oldest calls leave the span
+by then; in a fixed one the next call may meet a 429, whose `Reset` then holds everybody. A
+whole `Reset` on every `Remaining: 0` would idle a sliding window half the time (Lago gives
+`Reset` in whole seconds). A self-hosted Lago sends none: the bucket alone.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 _EPSILON = 1e-9
 #: Share of an advertised limit the workers spend.
 HEADROOM = 0.95
+#: How long `Remaining: 0` on an accepted call holds everybody (see the module docstring).
+EMPTY_HOLD_S = 0.1
 #: Tokens saved up while idle, in seconds of the rate: a full second's burst could double the
 #: rate a sliding window sees right after an idle spell.
 BURST_SECONDS = 0.05
@@ -175,7 +180,7 @@ class TokenBucket:
             with self._lock:
                 self.rate_per_s = paced_rate(self.configured_rate, advertised)
         if advertised.remaining == 0:
-            self.pause(advertised.reset_s)
+            self.pause(min(advertised.reset_s, EMPTY_HOLD_S))
 
 
 # One Lua script per operation keeps read-modify-write atomic across all processes. Time comes
@@ -291,7 +296,7 @@ class RedisTokenBucket:
         if self.configured_rate > 0:
             self.rate_per_s = paced_rate(self.configured_rate, advertised)
         if advertised.remaining == 0:
-            self.pause(advertised.reset_s)
+            self.pause(min(advertised.reset_s, EMPTY_HOLD_S))
 
     def close(self) -> None:
         self._redis.close()
