@@ -71,7 +71,10 @@ def print_tables(document: dict[str, Any]) -> None:
         _print_compare(console, compared)
     sweeps = document.get("sweep", [])
     if sweeps:
-        table = Table(title=f"Sweep (latency {document['latency_ms']:g} ms, rate limiter off)")
+        table = Table(
+            title=f"Scale: one sweep per size on PostgreSQL through the HTTP client (latency "
+            f"{document['latency_ms']:g} ms, rate limiter off)"
+        )
         for column in (
             "invoices",
             "overdue",
@@ -84,8 +87,9 @@ def print_tables(document: dict[str, Any]) -> None:
             "CPU s/1k inv",
             "peak RSS MB",
             "requests",
-            "peer wall s",
-            "speedup",
+            "CPU target",
+            "holds",
+            "load 1m",
         ):
             table.add_column(column, justify="right")
         for row in sweeps:
@@ -101,8 +105,12 @@ def print_tables(document: dict[str, Any]) -> None:
                 f"{row['cpu_s_per_1k_invoices']:.2f}",
                 f"{row['peak_rss_mb']:.0f}",
                 f"{row['payment_requests_created']:,}",
-                f"{row['peer_wall_s']:.1f}" if "peer_wall_s" in row else "-",
-                f"{row['speedup_vs_peer']:.1f}x" if "speedup_vs_peer" in row else "-",
+                "<= 0.75, 0.00% over",
+                _holds(
+                    row["cpu_s_per_1k_invoices"] <= 0.75
+                    and row["api_calls"] <= row["api_calls_min"]
+                ),
+                f"{row.get('load_1m', 0.0):.2f}",
             )
         console.print(table)
     limited = document.get("rate_limited", [])
