@@ -91,7 +91,7 @@ def print_tables(document: dict[str, Any]) -> None:
             "CPU s/1k inv",
             "peak RSS MB",
             "requests",
-            "CPU target",
+            "CPU/1k target",
             "holds",
             "load 1m",
         ):
@@ -109,7 +109,7 @@ def print_tables(document: dict[str, Any]) -> None:
                 f"{row['cpu_s_per_1k_invoices']:.2f}",
                 f"{row['peak_rss_mb']:.0f}",
                 f"{row['payment_requests_created']:,}",
-                "<= 0.75, 0.00% over",
+                "<=0.75",
                 _holds(
                     row["cpu_s_per_1k_invoices"] <= 0.75
                     and row["api_calls"] <= row["api_calls_min"]
