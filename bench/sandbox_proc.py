@@ -25,6 +25,7 @@ class SandboxSpec:
     hang_seconds: float = 30.0
     drop_rate: float = 0.0
     rate_limit: int = 0
+    rate_limit_window: str = "fixed"
     careless: bool = False
     careless_answer_rate: float = 0.0
 
@@ -50,6 +51,8 @@ class SandboxSpec:
             str(self.drop_rate),
             "--rate-limit",
             str(self.rate_limit),
+            "--rate-limit-window",
+            self.rate_limit_window,
             "--api-key",
             API_KEY,
             *(

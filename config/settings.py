@@ -11,12 +11,14 @@ import ipaddress
 import math
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import URL, make_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 DEFAULT_SANDBOX_API_KEY = "sandbox-key"
 
@@ -397,6 +399,9 @@ def database_url_problem(url: str) -> str | None:
 
 
 def _database_url(url: str) -> URL | None:
+    # Imported here: reading settings should not cost a SQLAlchemy import (`dunning --help`).
+    from sqlalchemy.engine import make_url
+
     try:
         return make_url(url)
     except Exception:  # SQLAlchemy raises ArgumentError or ValueError (a bad port)

@@ -62,6 +62,9 @@ def sandbox_command(
         float, typer.Option(help="Fraction of payment request POSTs cut off mid-response.")
     ] = 0.0,
     rate_limit: Annotated[int, typer.Option(help="Requests per second (0 = unlimited).")] = 0,
+    rate_limit_window: Annotated[
+        str, typer.Option(help="How --rate-limit counts: fixed (per clock second) or sliding.")
+    ] = "fixed",
     no_premium: Annotated[
         bool, typer.Option("--no-premium", help="Act as a Lago without premium licence.")
     ] = False,
@@ -114,6 +117,7 @@ def sandbox_command(
             "hang_seconds": hang_seconds,
             "drop_rate": drop_rate,
             "rate_limit": rate_limit,
+            "rate_limit_window": rate_limit_window,
             "premium": not no_premium,
             "stale_count_ttl": stale_count_ttl,
             "careless": careless,

@@ -9,8 +9,11 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+
+RATE_LIMIT_WINDOWS = ("fixed", "sliding")
 
 
 class FaultSettingsError(ValueError):
@@ -26,6 +29,9 @@ class FaultSettings:
     hang_seconds: float = 30.0
     drop_rate: float = 0.0
     rate_limit: int = 0
+    #: How `rate_limit` counts: per whole clock second ("fixed") or over the last second
+    #: ("sliding"). Hosted Lago does not publish its algorithm: clients should cope with both.
+    rate_limit_window: str = "fixed"
     premium: bool = True
     stale_count_ttl: float = 0.0
     #: Behave like an older or buggy Lago (see sandbox/careless.py).
@@ -53,6 +59,11 @@ class FaultSettings:
                 raise FaultSettingsError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.rate_limit < 0:
             raise FaultSettingsError(f"rate_limit must be >= 0 (0 = off), got {self.rate_limit}")
+        if self.rate_limit_window not in RATE_LIMIT_WINDOWS:
+            raise FaultSettingsError(
+                f"rate_limit_window must be one of {', '.join(RATE_LIMIT_WINDOWS)}, "
+                f"got {self.rate_limit_window!r}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +79,8 @@ class FaultSettings:
                 raise FaultSettingsError(f"{name} must be true or false")
             if expected == "int" and (isinstance(value, bool) or not isinstance(value, int)):
                 raise FaultSettingsError(f"{name} must be an integer")
+            if expected == "str" and not isinstance(value, str):
+                raise FaultSettingsError(f"{name} must be a string")
             if expected == "float" and (
                 isinstance(value, bool) or not isinstance(value, int | float)
             ):
@@ -96,11 +109,13 @@ class FaultInjector:
         self._rng = random.Random(settings.seed)
         self._window_start = 0.0
         self._window_count = 0
+        self._recent: deque[float] = deque()
 
     def apply(self, settings: FaultSettings) -> None:
         self.settings = settings
         self._rng = random.Random(settings.seed)
         self._window_count = 0
+        self._recent.clear()
 
     def latency_seconds(self) -> float:
         s = self.settings
@@ -134,10 +149,12 @@ class FaultInjector:
         return self._rng.random() < rate
 
     def rate_limit(self) -> RateDecision | None:
-        """Hosted Lago's per-second window; None when rate limiting is off."""
+        """Hosted Lago's per-second limit; None when rate limiting is off."""
         limit = self.settings.rate_limit
         if limit <= 0:
             return None
+        if self.settings.rate_limit_window == "sliding":
+            return self._sliding(limit)
         now = time.time()
         window = math.floor(now)
         if window != self._window_start:
@@ -148,3 +165,16 @@ class FaultInjector:
             return RateDecision(False, limit, 0, reset)
         self._window_count += 1
         return RateDecision(True, limit, limit - self._window_count, reset)
+
+    def _sliding(self, limit: int) -> RateDecision:
+        """At most `limit` accepted calls in any one-second span; Reset says when the oldest
+        of them leaves the span (whole seconds, at least 1, as Lago's header is)."""
+        now = time.monotonic()
+        while self._recent and self._recent[0] <= now - 1.0:
+            self._recent.popleft()
+        if len(self._recent) >= limit:
+            reset = max(1, math.ceil(self._recent[0] + 1.0 - now))
+            return RateDecision(False, limit, 0, reset)
+        self._recent.append(now)
+        reset = max(1, math.ceil(self._recent[0] + 1.0 - now))
+        return RateDecision(True, limit, limit - len(self._recent), reset)

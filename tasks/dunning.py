@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -24,16 +25,22 @@ from worker.services.channels import channels_for
 from worker.services.instance import HaltCode, record_halt
 from worker.services.reconcile_outcomes import reconcile_outcomes
 from worker.services.recover_intents import recover_intents
-from worker.services.run_sends import settle_run_of, settle_runs_touched_since
+from worker.services.run_sends import settle_run_of, settle_runs_of, settle_runs_touched_since
 from worker.services.runtime import Runtime
 from worker.services.send_payment_request import SendOutcome, SendStatus
 from worker.services.send_payment_request import send_payment_request as send_service
+from worker.services.send_payment_request import send_payment_requests as send_many
 from worker.services.sweep import run_sweep
 from worker.store.errors import StoreError
 from worker.store.models import RUN_TRIGGERS
 
 SWEEP = "dunning.sweep"
 SEND_PAYMENT_REQUEST = "dunning.send_payment_request"
+SEND_PAYMENT_REQUESTS = "dunning.send_payment_requests"
+#: Intents per batched send task: one broker message, one claim, pipelined POSTs.
+SEND_BATCH = 50
+#: Seconds of the shared rate budget one batch may take (see `batch_size`).
+BATCH_BUDGET_S = 10
 RECONCILE = "dunning.reconcile"
 
 #: `trigger` beat puts in the sweep's kwargs: only those runs claim a tick slot.
@@ -83,9 +90,18 @@ def warn_licence_once(detail: str) -> bool:
     return True
 
 
-def _enqueue_sends(task: Task, intent_ids: list[int]) -> None:
-    for intent_id in intent_ids:
-        task.app.send_task(SEND_PAYMENT_REQUEST, args=[intent_id])
+def batch_size(rate_limit_rps: float) -> int:
+    """Intents per send task: `SEND_BATCH`, or fewer under a low rate limit, so a batch takes
+    about `BATCH_BUDGET_S` of the whole budget and ends well inside its lease."""
+    if rate_limit_rps == 0:
+        return SEND_BATCH
+    return max(1, min(SEND_BATCH, int(rate_limit_rps * BATCH_BUDGET_S)))
+
+
+def _enqueue_sends(task: Task, rt: Runtime, intent_ids: list[int]) -> None:
+    size = batch_size(rt.settings.rate_limit_rps)
+    for start in range(0, len(intent_ids), size):
+        task.app.send_task(SEND_PAYMENT_REQUESTS, args=[intent_ids[start : start + size]])
 
 
 def halt(rt: Runtime, code: HaltCode) -> None:
@@ -105,10 +121,25 @@ def _halt_for(rt: Runtime, outcome: SendOutcome | None) -> None:
         halt(rt, "api_key_rejected")
 
 
+def _send_options(task: Task, rt: Runtime) -> dict[str, Any]:
+    """What every send needs besides its intents: the ledger, Lago, an owner, the timings."""
+    settings = rt.settings
+    return {
+        "engine": rt.engine,
+        "client": rt.client,
+        "owner": owner_for(task),
+        "now": rt.clock,
+        "settle_seconds": settings.settle_seconds,
+        "lease_seconds": settings.lease_seconds,
+        "max_ambiguous_tries": settings.max_ambiguous_tries,
+        "channels": channels_for(rt),
+    }
+
+
 @stable_task(SWEEP)
 def sweep(self: Task, trigger: str = "celery", customer: str | None = None) -> dict[str, Any]:
-    """Plan one sweep and fan out one send per created intent. Beat-triggered runs own their
-    cron slot, so a double fire of one slot is a no-op."""
+    """Plan one sweep and fan out its intents in send batches of `SEND_BATCH`. Beat-triggered
+    runs own their cron slot, so a double fire of one slot is a no-op."""
     if trigger not in RUN_TRIGGERS:
         log.error("sweep_rejected", trigger=trigger, expected=list(RUN_TRIGGERS))
         return {"status": "rejected", "trigger": trigger}
@@ -130,7 +161,7 @@ def sweep(self: Task, trigger: str = "celery", customer: str | None = None) -> d
         raise
     if not summary.slot_taken:
         return {"status": "slot_taken", "slot": slot}
-    _enqueue_sends(self, summary.intent_ids)
+    _enqueue_sends(self, rt, summary.intent_ids)
     if summary.intent_ids:
         log.info("sweep.sends_enqueued", run_id=summary.run_id, sends=len(summary.intent_ids))
     return {"status": "done", "slot": slot, "run_id": summary.run_id, "intents": summary.intent_ids}
@@ -140,19 +171,8 @@ def sweep(self: Task, trigger: str = "celery", customer: str | None = None) -> d
 def send_payment_request(self: Task, intent_id: int) -> str:
     """Claim, reconcile-or-send, record: the ledger decides whether anything is sent."""
     rt = get_runtime()
-    settings = rt.settings
     try:
-        outcome = send_service(
-            engine=rt.engine,
-            client=rt.client,
-            intent_id=int(intent_id),
-            owner=owner_for(self),
-            now=rt.clock,
-            settle_seconds=settings.settle_seconds,
-            lease_seconds=settings.lease_seconds,
-            max_ambiguous_tries=settings.max_ambiguous_tries,
-            channels=channels_for(rt),
-        )
+        outcome = send_service(intent_id=int(intent_id), **_send_options(self, rt))
     except EXPECTED_ERRORS as exc:
         log.error("send_failed", intent_id=intent_id, error=str(exc))
         raise
@@ -168,6 +188,35 @@ def send_payment_request(self: Task, intent_id: int) -> str:
     )
     settle_run_of(rt.engine, outcome.intent_id)
     return outcome.status.value
+
+
+@stable_task(SEND_PAYMENT_REQUESTS)
+def send_payment_requests(self: Task, intent_ids: list[int]) -> dict[str, int]:
+    """A batch of intents (at most `SEND_BATCH`), pipelined; the ledger still decides each one
+    (claim, reconcile-or-send, record) exactly as `dunning.send_payment_request` does."""
+    ids = list(dict.fromkeys(int(intent_id) for intent_id in intent_ids))
+    if len(ids) > SEND_BATCH:
+        log.error("send_batch_rejected", intents=len(ids), most=SEND_BATCH)
+        return {"rejected": len(ids)}
+    rt = get_runtime()
+    counts: Counter[str] = Counter()
+    stopped_by: SendOutcome | None = None
+    try:
+        options = _send_options(self, rt)
+        for outcome in send_many(
+            intent_ids=ids, concurrency=rt.settings.http_concurrency, **options
+        ):
+            counts[outcome.status.value] += 1
+            if stopped_by is None and outcome.stops_run:
+                stopped_by = outcome
+    except EXPECTED_ERRORS as exc:
+        log.error("send_batch_failed", intents=len(ids), error=str(exc))
+        raise
+    finally:
+        settle_runs_of(rt.engine, ids)
+    _halt_for(rt, stopped_by)
+    log.info("send_batch_finished", intents=len(ids), by_status=dict(counts))
+    return dict(counts)
 
 
 @stable_task(RECONCILE)

@@ -38,6 +38,7 @@ from worker.metrics_files import MetricsSetupError, enable_multiprocess
 
 SWEEP_TASK = "dunning.sweep"
 SEND_TASK = "dunning.send_payment_request"
+SEND_BATCH_TASK = "dunning.send_payment_requests"
 RECONCILE_TASK = "dunning.reconcile"
 
 #: How often beat asks for a reconcile pass (expired leases, due ambiguous intents).
@@ -46,6 +47,9 @@ RECONCILE_EVERY = timedelta(minutes=5)
 #: Time limits per task (soft, hard) in seconds. The send limit stays below the default lease
 #: (300 s) so a running send never outlives its claim.
 SEND_TIME_LIMITS = (120, 150)
+#: A batch of sends shares the rate limit with the other workers' batches; like a single send
+#: it must end inside the lease of the intents it claimed (DUNNING_LEASE_SECONDS, 300 s).
+SEND_BATCH_TIME_LIMITS = (240, 270)
 SWEEP_TIME_LIMITS = (540, 600)
 RECONCILE_TIME_LIMITS = (240, 300)
 DEFAULT_TIME_LIMITS = (240, 300)
@@ -234,6 +238,7 @@ def create_app(settings: Settings, *, cron: str | None, set_as_current: bool = T
     app.conf.update(celery_config(settings, cron=cron))
     app.conf.task_annotations = {
         SEND_TASK: _limits(SEND_TIME_LIMITS),
+        SEND_BATCH_TASK: _limits(SEND_BATCH_TIME_LIMITS),
         SWEEP_TASK: _limits(SWEEP_TIME_LIMITS),
         RECONCILE_TASK: _limits(RECONCILE_TIME_LIMITS),
     }

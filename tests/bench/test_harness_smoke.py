@@ -32,3 +32,13 @@ def test_the_memory_worker_groups_and_decides_a_small_stream() -> None:
     assert result["invoices"] == 300
     assert 0 < result["groups"] <= 300
     assert result["decisions"] == result["groups"]
+
+
+def test_the_sustained_rate_is_the_best_span_of_accepted_calls() -> None:
+    from bench.rate_limited import best_sustained_rate
+
+    # 10 idle seconds (listing, deciding), then 100 s at 45 accepted and 1 refused per second.
+    samples = [(float(t), 0, 0) for t in range(10)]
+    samples += [(float(10 + t), 46 * t, t) for t in range(1, 101)]
+    assert best_sustained_rate(samples, 60.0) == 45.0
+    assert best_sustained_rate(samples[:50], 60.0) is None  # shorter than the span

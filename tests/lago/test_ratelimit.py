@@ -13,11 +13,15 @@ import redis
 from config.settings import load_settings
 from worker.lago import LagoError
 from worker.lago.ratelimit import (
+    EMPTY_HOLD_S,
+    HEADROOM,
+    AdvertisedLimit,
     RateLimiter,
     RateLimiterError,
     RedisTokenBucket,
     TokenBucket,
     Unlimited,
+    advertised_limit,
     limiter_from_settings,
 )
 
@@ -122,6 +126,68 @@ def test_token_bucket_is_thread_safe() -> None:
     # 80 attempts against a burst of 50 and (practically) no refill: exactly 50 granted.
     assert len(granted) == 50
     assert len(refuse.asked) == 30
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (
+            {"x-ratelimit-limit": "50", "x-ratelimit-remaining": "3", "x-ratelimit-reset": "1"},
+            AdvertisedLimit(50, 3, 1.0),
+        ),
+        ({}, None),  # self-hosted Lago: no headers
+        ({"x-ratelimit-limit": "50", "x-ratelimit-remaining": "3"}, None),
+        (
+            {"x-ratelimit-limit": "lots", "x-ratelimit-remaining": "3", "x-ratelimit-reset": "1"},
+            None,
+        ),
+        (
+            {"x-ratelimit-limit": "0", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "1"},
+            None,
+        ),
+        (
+            {"x-ratelimit-limit": "50", "x-ratelimit-remaining": "3", "x-ratelimit-reset": "nan"},
+            None,
+        ),
+    ],
+)
+def test_advertised_limits_are_read_from_the_headers_or_not_at_all(
+    headers: dict[str, str], expected: AdvertisedLimit | None
+) -> None:
+    assert advertised_limit(headers) == expected
+
+
+def test_an_advertised_limit_lowers_the_rate_to_its_headroom_but_never_raises_it() -> None:
+    time = FakeTime()
+    bucket = TokenBucket(50, burst=1, clock=time.clock, sleep=time.sleep)
+    bucket.observe(AdvertisedLimit(50, 20, 1.0))
+    assert bucket.rate_per_s == pytest.approx(50 * HEADROOM)
+    slow = TokenBucket(10, burst=1, clock=time.clock, sleep=time.sleep)
+    slow.observe(AdvertisedLimit(50, 20, 1.0))
+    assert slow.rate_per_s == 10  # the operator's ceiling stays the ceiling
+    start = time.now
+    for _ in range(int(50 * HEADROOM) + 1):
+        bucket.acquire()
+    assert time.now - start == pytest.approx(1.0, abs=0.05)
+
+
+def test_nothing_remaining_holds_every_request_for_a_moment() -> None:
+    time = FakeTime()
+    bucket = TokenBucket(50, burst=5, clock=time.clock, sleep=time.sleep)
+    bucket.observe(AdvertisedLimit(50, 0, 2.0))
+    start = time.now
+    bucket.acquire()
+    assert time.now - start == pytest.approx(EMPTY_HOLD_S)
+    bucket.observe(AdvertisedLimit(50, 0, 0.02))  # the window resets sooner than that
+    start = time.now
+    bucket.acquire()
+    assert time.now - start == pytest.approx(0.02)
+
+
+def test_the_limiter_from_settings_saves_up_only_a_short_burst() -> None:
+    local = limiter_from_settings(load_settings(rate_limit_rps=50, broker_url=None))
+    assert isinstance(local, TokenBucket)
+    assert local.burst == 3  # 50 ms of the rate, not a whole second
 
 
 def test_limiters_satisfy_the_protocol() -> None:

@@ -21,6 +21,7 @@ from worker.lago import (
     LagoUnprocessableError,
 )
 from worker.lago.client import LagoClient
+from worker.lago.ratelimit import AdvertisedLimit
 
 Failure = Callable[[httpx.Request], httpx.Response]
 
@@ -196,12 +197,16 @@ class RecordingLimiter:
     def __init__(self) -> None:
         self.acquired = 0
         self.pauses: list[float] = []
+        self.observed: list[AdvertisedLimit] = []
 
     def acquire(self) -> None:
         self.acquired += 1
 
     def pause(self, seconds: float) -> None:
         self.pauses.append(seconds)
+
+    def observe(self, advertised: AdvertisedLimit) -> None:
+        self.observed.append(advertised)
 
 
 def test_the_limiter_is_asked_before_every_attempt_and_paused_on_429() -> None:
@@ -211,6 +216,28 @@ def test_the_limiter_is_asked_before_every_attempt_and_paused_on_429() -> None:
         client.get_invoice("inv-00001")
     assert limiter.acquired == 3
     assert limiter.pauses == [2.0, 2.0]
+
+
+def test_every_answer_with_rate_limit_headers_is_shown_to_the_limiter() -> None:
+    limiter = RecordingLimiter()
+    advertised = {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1"}
+
+    def limited_ok(request: httpx.Request) -> httpx.Response:
+        response = _invoice_ok(request)
+        response.headers.update({**advertised, "X-RateLimit-Remaining": "7"})
+        return response
+
+    handler = Flaky(_status(429, advertised), 1, limited_ok)
+    with make_client(handler, rate_limiter=limiter, jitter=0.0) as client:
+        client.get_invoice("inv-00001")
+    assert limiter.observed == [AdvertisedLimit(50, 0, 1.0), AdvertisedLimit(50, 7, 1.0)]
+
+
+def test_answers_without_rate_limit_headers_leave_the_bucket_alone() -> None:
+    limiter = RecordingLimiter()
+    with make_client(Flaky(_status(500), 0, _invoice_ok), rate_limiter=limiter) as client:
+        client.get_invoice("inv-00001")
+    assert limiter.observed == []
 
 
 # -- POSTs: retried only when the request certainly did not take effect --------------------

@@ -68,6 +68,35 @@ def test_rate_limit_answers_429_with_hosted_lago_headers(sandbox: SandboxHandle)
     assert int(allowed[0].headers["X-RateLimit-Remaining"]) in (0, 1, 2)
 
 
+def test_a_sliding_window_never_accepts_more_than_the_limit_in_any_second(
+    sandbox: SandboxHandle,
+) -> None:
+    import time
+
+    sandbox.set_faults(rate_limit=5, rate_limit_window="sliding")
+    accepted: list[float] = []
+    remaining: list[int] = []
+    with sandbox.api_client() as client:
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            response = client.get("/api/v1/invoices", params={"per_page": 1})
+            assert response.headers["X-RateLimit-Limit"] == "5"
+            assert int(response.headers["X-RateLimit-Reset"]) >= 1
+            if response.status_code == 200:
+                accepted.append(time.monotonic())
+                remaining.append(int(response.headers["X-RateLimit-Remaining"]))
+            else:
+                assert response.status_code == 429
+                assert response.headers["X-RateLimit-Remaining"] == "0"
+            time.sleep(0.01)
+    # A fixed window would let 5 through at the end of one second and 5 more at the start of
+    # the next; a sliding one never has more than 5 inside any one-second span.
+    spans = [sum(1 for t in accepted if start <= t < start + 0.95) for start in accepted]
+    assert max(spans) <= 5
+    assert len(accepted) >= 10  # it does let calls through again as the span moves on
+    assert remaining[:5] == [4, 3, 2, 1, 0]
+
+
 def test_drop_commits_then_cuts_the_response(sandbox: SandboxHandle) -> None:
     sandbox.set_faults(drop_rate=1.0)
     body = request_body(sandbox)
@@ -105,6 +134,11 @@ def test_faults_do_not_touch_the_control_plane(sandbox: SandboxHandle) -> None:
         ({"error_rate": 1.5}, "error_rate must be between 0 and 1, got 1.5"),
         ({"drop_rate": -0.1}, "drop_rate must be between 0 and 1, got -0.1"),
         ({"rate_limit": "fast"}, "rate_limit must be an integer"),
+        ({"rate_limit_window": 1}, "rate_limit_window must be a string"),
+        (
+            {"rate_limit_window": "leaky"},
+            "rate_limit_window must be one of fixed, sliding, got 'leaky'",
+        ),
         ({"premium": "no"}, "premium must be true or false"),
         ({"chaos": True}, "unknown fault setting 'chaos'"),
     ],

@@ -86,7 +86,7 @@ def test_two_policies_are_compared_over_the_same_history(
 def test_the_command_prints_json_and_fails_in_one_line_on_a_bad_date(
     sandbox: SandboxHandle, tmp_path: Path, monkeypatch
 ) -> None:
-    from worker.cli import _register_commands, app
+    from worker.cli import app
 
     sandbox.reset(customers=30, seed=2, history_days=90)
     policy = tmp_path / "gap.yaml"
@@ -97,7 +97,6 @@ def test_the_command_prints_json_and_fails_in_one_line_on_a_bad_date(
         "DUNNING_DATA_DIR": str(tmp_path / "data"),
     }.items():
         monkeypatch.setenv(name, value)
-    _register_commands()
     runner = CliRunner()
     ok = runner.invoke(
         app, ["backtest", "--policy", str(policy), "--from", "2026-10-01", "--to", "2026-11-01",

@@ -15,6 +15,7 @@ import worker.store
 from worker.store.db import make_engine
 from worker.store.errors import SchemaError
 from worker.store.migrate import (
+    HEAD_REVISION,
     MIGRATIONS_DIR,
     current_revision,
     downgrade,
@@ -154,3 +155,7 @@ def test_the_webhook_digest_column_comes_and_goes_keeping_the_events(empty_url: 
             assert list(keys) == ["before-0004"]
     finally:
         engine.dispose()
+
+
+def test_the_head_the_start_check_compares_with_is_the_newest_migration() -> None:
+    assert head_revision() == HEAD_REVISION

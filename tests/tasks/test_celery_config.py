@@ -18,6 +18,7 @@ from config.policies import PolicyFileError, parse_policies
 from tasks.slots import tick_slot
 from worker.celery import (
     RECONCILE_TASK,
+    SEND_BATCH_TASK,
     SEND_TASK,
     SWEEP_TASK,
     ScheduleError,
@@ -86,8 +87,9 @@ def test_redis_broker_gets_redbeat_and_transport_safety(tmp_path: Path) -> None:
 def test_send_time_limit_stays_inside_the_default_lease(tmp_path: Path) -> None:
     app = create_app(_settings(tmp_path), cron="* * * * *", set_as_current=False)
     limits = app.conf.task_annotations
-    assert set(limits) == {SWEEP_TASK, SEND_TASK, RECONCILE_TASK}
+    assert set(limits) == {SWEEP_TASK, SEND_TASK, SEND_BATCH_TASK, RECONCILE_TASK}
     assert limits[SEND_TASK]["time_limit"] < load_settings().lease_seconds
+    assert limits[SEND_BATCH_TASK]["time_limit"] < load_settings().lease_seconds
     for annotation in limits.values():
         assert annotation["soft_time_limit"] < annotation["time_limit"]
 

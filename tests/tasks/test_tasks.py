@@ -112,10 +112,15 @@ def run(app: Celery, name: str, **kwargs: Any) -> Any:
 
 
 def test_tasks_are_registered_under_their_stable_names(app: Celery) -> None:
-    assert {"dunning.sweep", "dunning.send_payment_request", "dunning.reconcile"} <= set(app.tasks)
+    assert {
+        "dunning.sweep",
+        "dunning.send_payment_request",
+        "dunning.send_payment_requests",
+        "dunning.reconcile",
+    } <= set(app.tasks)
 
 
-def test_beat_sweep_owns_its_slot_and_fans_out_one_send_per_intent(
+def test_beat_sweep_owns_its_slot_and_fans_out_its_intents_in_send_batches(
     app: Celery, runtime: Runtime, sandbox: SandboxHandle, db_url: str
 ) -> None:
     first = run(app, "dunning.sweep", kwargs={"trigger": "beat"})
@@ -125,7 +130,7 @@ def test_beat_sweep_owns_its_slot_and_fans_out_one_send_per_intent(
     created = first["intents"]
     assert created
     assert sorted(created) == sorted(intent_statuses(db_url))
-    assert published(app) == [("dunning.send_payment_request", [i]) for i in created]
+    assert published(app) == [("dunning.send_payment_requests", [created])]
 
     # the same cron firing delivered again (a second beat, a redelivery): nothing happens
     again = run(app, "dunning.sweep", kwargs={"trigger": "beat"})
@@ -156,11 +161,11 @@ def test_send_creates_the_payment_request_once_even_when_redelivered(
     created = run(app, "dunning.sweep", kwargs={"trigger": "celery"})["intents"]
     messages = published(app)
     for name, args in messages:
-        assert run(app, name, args=args) == "sent"
+        assert run(app, name, args=args) == {"sent": len(args[0])}
     assert sandbox.request_count("POST /api/v1/payment_requests", 200) == len(created)
     # every message delivered a second time (visibility timeout, lost worker)
     for name, args in messages:
-        assert run(app, name, args=args) == "not_claimed"
+        assert run(app, name, args=args) == {"not_claimed": len(args[0])}
     assert sandbox.request_count("POST /api/v1/payment_requests") == len(created)
     assert set(intent_statuses(db_url).values()) == {"sent"}
     assert assert_no_invoice_requested_twice(sandbox) == len(created)
@@ -178,7 +183,7 @@ def test_missing_licence_is_logged_once_and_not_retried(
     assert len(created) >= 2
     with structlog.testing.capture_logs() as logs:
         statuses = [run(app, name, args=args) for name, args in published(app)]
-    assert set(statuses) == {"blocked"}
+    assert statuses == [{"blocked": len(created)}]
     warnings = [e for e in logs if e["event"] == "lago_premium_licence_missing"]
     assert len(warnings) == 1
     assert warnings[0]["log_level"] == "error"
@@ -190,7 +195,7 @@ def test_reconcile_takes_over_an_expired_lease_and_sends(
     app: Celery, runtime: Runtime, clock: Clock, sandbox: SandboxHandle, db_url: str
 ) -> None:
     run(app, "dunning.sweep", kwargs={"trigger": "celery", "customer": "cus_00001"})
-    ((_, [intent_id]),) = published(app)
+    ((_, [[intent_id]]),) = published(app)
     engine: Engine = runtime.engine
     # a worker claimed it and died before posting
     claimed = intents.claim_intents(
@@ -280,7 +285,7 @@ def test_a_missing_licence_in_a_task_asks_dunning_run_to_stop(
     run(app, "dunning.sweep", kwargs={"trigger": "celery", "customer": "cus_00001"})
     assert read_halt(settings.data_dir) is None
     for name, args in published(app):
-        assert run(app, name, args=args) == "blocked"
+        assert run(app, name, args=args) == {"blocked": 1}
     halt = read_halt(settings.data_dir)
     assert halt is not None
     assert halt.code == "licence_missing"
@@ -308,3 +313,44 @@ def test_a_rejected_key_in_a_task_asks_dunning_run_to_stop_and_pickles_cleanly(
     assert halt is not None
     assert halt.code == "api_key_rejected"
     assert halt.message == "Lago rejected the API key: check LAGO_API_KEY"
+
+
+def test_the_single_intent_send_task_still_sends_what_a_batch_would(
+    app: Celery, runtime: Runtime, sandbox: SandboxHandle, db_url: str
+) -> None:
+    created = run(app, "dunning.sweep", kwargs={"trigger": "celery"})["intents"]
+    published(app)
+    first, *rest = created
+    assert run(app, "dunning.send_payment_request", args=[first]) == "sent"
+    assert run(app, "dunning.send_payment_requests", args=[created]) == {
+        "sent": len(rest),
+        "not_claimed": 1,
+    }
+    assert set(intent_statuses(db_url).values()) == {"sent"}
+    assert assert_no_invoice_requested_twice(sandbox) == len(created)
+
+
+def test_a_batch_larger_than_a_send_batch_is_refused_without_a_call(
+    app: Celery, runtime: Runtime, sandbox: SandboxHandle
+) -> None:
+    ids = list(range(1, dunning_tasks.SEND_BATCH + 2))
+    assert run(app, "dunning.send_payment_requests", args=[ids]) == {"rejected": len(ids)}
+    assert sandbox.request_count("POST /api/v1/payment_requests") == 0
+
+
+def test_a_large_sweep_fans_out_batches_of_at_most_a_send_batch(
+    app: Celery, runtime: Runtime, sandbox: SandboxHandle
+) -> None:
+    sandbox.reset(customers=120, invoices_per_customer=1, seed=3)
+    created = run(app, "dunning.sweep", kwargs={"trigger": "celery"})["intents"]
+    batches = [args[0] for name, args in published(app) if name == "dunning.send_payment_requests"]
+    assert len(created) > dunning_tasks.SEND_BATCH
+    assert all(0 < len(batch) <= dunning_tasks.SEND_BATCH for batch in batches)
+    assert [i for batch in batches for i in batch] == created
+
+
+def test_a_low_rate_limit_makes_smaller_batches_that_end_inside_their_lease() -> None:
+    assert dunning_tasks.batch_size(0) == dunning_tasks.SEND_BATCH  # no limit
+    assert dunning_tasks.batch_size(50) == dunning_tasks.SEND_BATCH
+    assert dunning_tasks.batch_size(2) == 20
+    assert dunning_tasks.batch_size(0.1) == 1

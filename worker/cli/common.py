@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -12,7 +13,9 @@ from config import Settings, load_settings
 from worker.cli.errors import EXIT_USAGE, fail
 from worker.cli.instance import adopt_instance
 from worker.logging import configure_logging
-from worker.services.runtime import Runtime, open_runtime
+
+if TYPE_CHECKING:
+    from worker.services.runtime import Runtime
 
 # Command output goes to stdout; progress, logs and errors to stderr.
 # Off a terminal, tables keep their full width instead of rich's 80-column default.
@@ -32,6 +35,10 @@ def cli_settings(*, policy: Path | None = None, quiet_logs: bool = False) -> Set
 
 
 def cli_runtime(settings: Settings) -> Runtime:
+    # Imported here: the runtime brings the Lago client, the broker and the limiter, which
+    # read-only commands (`status`, `report`) never use.
+    from worker.services.runtime import open_runtime
+
     if settings.lago_api_url is None:
         fail(
             "LAGO_API_URL is not set and no `dunning run` is running with data dir "

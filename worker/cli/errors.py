@@ -12,8 +12,6 @@ from typing import NoReturn
 
 import typer
 
-from config import SettingsError
-
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -33,6 +31,8 @@ def fail(message: str, *, exit_code: int = EXIT_FAILURE) -> NoReturn:
 
 def describe(exc: BaseException) -> tuple[str, int]:
     """The one-line message and exit code for an exception we know how to explain."""
+    # Imported on a failure only: `dunning --help` starts without them.
+    from config import SettingsError
     from config.policies import PolicyFileError
     from worker.celery import ScheduleError
     from worker.lago.errors import (

@@ -47,7 +47,7 @@ from worker.lago.models import (
     PaymentStatus,
 )
 from worker.lago.parsing import Page, decode_json, parse_page, parse_page_lenient, unwrap
-from worker.lago.ratelimit import RateLimiter, Unlimited
+from worker.lago.ratelimit import RateLimiter, Unlimited, advertised_limit
 from worker.lago.retry import (
     RetryPolicy,
     retry_delay,
@@ -225,6 +225,9 @@ class LagoClient:
                 advertised: float | None = None
             else:
                 self._record(endpoint, str(response.status_code), time.perf_counter() - started)
+                advertised_limits = advertised_limit(response.headers)
+                if advertised_limits is not None:
+                    self._limiter.observe(advertised_limits)
                 if response.is_success:
                     return response
                 advertised = server_delay(response.headers)

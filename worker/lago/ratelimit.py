@@ -6,13 +6,25 @@ worker thread and process should draw from one budget:
 - `RedisTokenBucket`: shared by all processes on all machines through one Redis key pair.
 Both honour `pause(seconds)`: after a 429 everybody sharing the limiter waits, and both
 report how long each `acquire()` held its caller back to `on_wait` (for metrics).
+
+Hosted Lago advertises its limit on every answer (`X-RateLimit-Limit`, `-Remaining`,
+`-Reset`) but not how it counts (a fixed or a sliding second). `observe()` paces from those
+headers as well as the bucket: the rate drops to `HEADROOM` of the advertised limit (jitter
+between our clock and its window would otherwise cost a 429 now and then, and each 429 holds
+every worker back for a whole window), and `Remaining: 0` holds everybody for a moment
+(`EMPTY_HOLD_S`, or `Reset` if sooner): in a sliding window the oldest calls leave the span
+by then; in a fixed one the next call may meet a 429, whose `Reset` then holds everybody. A
+whole `Reset` on every `Remaining: 0` would idle a sliding window half the time (Lago gives
+`Reset` in whole seconds). A self-hosted Lago sends none: the bucket alone.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
 import redis
@@ -27,6 +39,42 @@ if TYPE_CHECKING:
 
 
 _EPSILON = 1e-9
+#: Share of an advertised limit the workers spend.
+HEADROOM = 0.95
+#: How long `Remaining: 0` on an accepted call holds everybody (see the module docstring).
+EMPTY_HOLD_S = 0.1
+#: Tokens saved up while idle, in seconds of the rate: a full second's burst could double the
+#: rate a sliding window sees right after an idle spell.
+BURST_SECONDS = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class AdvertisedLimit:
+    """What the server's X-RateLimit-* headers of one answer say."""
+
+    limit: int
+    remaining: int
+    reset_s: float
+
+
+def advertised_limit(headers: Mapping[str, str]) -> AdvertisedLimit | None:
+    """The X-RateLimit-* headers of an answer (case-insensitive mapping, e.g. httpx.Headers);
+    None when they are absent (self-hosted Lago) or unreadable."""
+    try:
+        limit = int(headers["x-ratelimit-limit"])
+        remaining = int(headers["x-ratelimit-remaining"])
+        reset = float(headers["x-ratelimit-reset"])
+    except (KeyError, ValueError):
+        return None
+    if limit < 1 or remaining < 0 or not math.isfinite(reset) or reset < 0:
+        return None
+    return AdvertisedLimit(limit, remaining, reset)
+
+
+def paced_rate(configured: float, advertised: AdvertisedLimit) -> float:
+    """The rate to spend: the configured one, never above `HEADROOM` of the advertised limit."""
+    return min(configured, HEADROOM * advertised.limit)
+
 
 WaitObserver = Callable[[float], None]
 """Called after an `acquire()` that had to wait, with the seconds it slept."""
@@ -57,6 +105,9 @@ class RateLimiter(Protocol):
     def pause(self, seconds: float) -> None:
         """Hold every request back for `seconds` (after a 429)."""
 
+    def observe(self, advertised: AdvertisedLimit) -> None:
+        """Pace from the server's X-RateLimit-* headers (see the module docstring)."""
+
 
 class Unlimited:
     """A limiter that never waits (rate 0 = unlimited)."""
@@ -65,6 +116,9 @@ class Unlimited:
         return None
 
     def pause(self, seconds: float) -> None:
+        return None
+
+    def observe(self, advertised: AdvertisedLimit) -> None:
         return None
 
     def __repr__(self) -> str:
@@ -89,6 +143,7 @@ class TokenBucket:
         if rate_per_s < 0:
             raise ValueError("rate_per_s must be >= 0")
         self.rate_per_s = rate_per_s
+        self.configured_rate = rate_per_s
         self.burst = max(1, burst if burst is not None else max(1, int(rate_per_s)))
         self._clock = clock
         self._sleep = sleep
@@ -134,6 +189,13 @@ class TokenBucket:
             return
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def observe(self, advertised: AdvertisedLimit) -> None:
+        if self.configured_rate > 0:
+            with self._lock:
+                self.rate_per_s = paced_rate(self.configured_rate, advertised)
+        if advertised.remaining == 0:
+            self.pause(min(advertised.reset_s, EMPTY_HOLD_S))
 
 
 # One Lua script per operation keeps read-modify-write atomic across all processes. Time comes
@@ -205,6 +267,7 @@ class RedisTokenBucket:
         if rate_per_s < 0:
             raise ValueError("rate_per_s must be >= 0")
         self.rate_per_s = rate_per_s
+        self.configured_rate = rate_per_s
         self.burst = max(1, burst if burst is not None else max(1, int(rate_per_s)))
         self.key = key
         self.paused_key = f"{key}:paused"
@@ -248,6 +311,13 @@ class RedisTokenBucket:
             return
         self._call(self._pause_script, [self.paused_key], [round(seconds * 1_000_000)])
 
+    def observe(self, advertised: AdvertisedLimit) -> None:
+        # The rate travels with every acquire, so each process paces its own draws.
+        if self.configured_rate > 0:
+            self.rate_per_s = paced_rate(self.configured_rate, advertised)
+        if advertised.remaining == 0:
+            self.pause(min(advertised.reset_s, EMPTY_HOLD_S))
+
     def close(self) -> None:
         self._redis.close()
 
@@ -257,7 +327,7 @@ def limiter_from_settings(settings: Settings, on_wait: WaitObserver | None = Non
     rate = settings.rate_limit_rps
     if rate == 0:
         return Unlimited()
-    burst = max(1, int(rate))
+    burst = max(1, math.ceil(rate * BURST_SECONDS))
     if settings.broker_is_redis:
         return RedisTokenBucket(
             settings.resolved_broker_url, DEFAULT_REDIS_KEY, rate, burst, on_wait=on_wait

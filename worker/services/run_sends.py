@@ -55,6 +55,19 @@ def settle_run_of(engine: Engine, intent_id: int) -> dict[int, SendFigures]:
     return settle_runs(engine, [run_id] if run_id is not None else [])
 
 
+def settle_runs_of(engine: Engine, intent_ids: Iterable[int]) -> dict[int, SendFigures]:
+    """Settle the runs that created these intents (a batch of sends)."""
+    ids = sorted(set(intent_ids))
+    if not ids:
+        return {}
+    intent = PaymentRequestIntent
+    with read_session(engine) as session:
+        run_ids = session.scalars(
+            select(intent.run_id).where(intent.id.in_(ids), intent.run_id.is_not(None)).distinct()
+        ).all()
+    return settle_runs(engine, [run_id for run_id in run_ids if run_id is not None])
+
+
 def settle_runs_touched_since(engine: Engine, since: datetime) -> dict[int, SendFigures]:
     """Settle every run whose intents changed since `since` (after a reconcile pass)."""
     intent = PaymentRequestIntent

@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from psycopg import ProgrammingError
-from psycopg.conninfo import conninfo_to_dict, make_conninfo, timeout_from_conninfo
 from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session
@@ -73,6 +71,10 @@ def make_engine(
 
 def _check_postgres_options(url: URL) -> None:
     """Ask the driver (libpq's parser) about the URL's options before anything connects."""
+    # Imported here: a SQLite ledger never loads psycopg (a fifth of a second at start).
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo, timeout_from_conninfo
+
     repeated = sorted(key for key, value in url.query.items() if not isinstance(value, str))
     if repeated:
         raise bad_option(f"option {repeated[0]!r} is given more than once")
