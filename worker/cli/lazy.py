@@ -62,11 +62,11 @@ COMMANDS: dict[str, CommandEntry] = {
     ),
     "console-password": CommandEntry(
         "worker.cli.console_cmd",
-        "Read a password on stdin and print the hash that turns the ops console on.",
+        "Read a password on stdin (no echo on a terminal) and print its scrypt hash.",
     ),
     "preview-email": CommandEntry(
         "worker.cli.email_cmd",
-        "Render a customer's dunning email (text, HTML) without sending it or calling Lago.",
+        "Render the dunning email of each of the customer's overdue groups. Sends nothing.",
     ),
     "backtest": CommandEntry(
         "worker.cli.backtest_cmd",

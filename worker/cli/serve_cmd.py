@@ -22,7 +22,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8080,
 ) -> None:
-    """Serve Lago webhooks (POST /webhooks/lago), Prometheus /metrics and /healthz."""
+    """Serve Lago webhooks (POST /webhooks/lago), Prometheus /metrics, /healthz and the ops
+    console (/console)."""
     import uvicorn
 
     from worker.logging import get_logger
