@@ -17,7 +17,7 @@ from sqlalchemy import and_, delete, select, update
 from sqlalchemy.orm import Session
 
 from worker.store._dialect import insert_for
-from worker.store.intents import holds_lease
+from worker.store.channel_intents import holds_lease
 from worker.store.models import ChannelStep
 
 EMAIL = ""  # the `lago_invoice_id` of the email step

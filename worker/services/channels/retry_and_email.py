@@ -43,7 +43,7 @@ from worker.services.send_types import (
     lease_lost,
     not_claimed,
 )
-from worker.store import channel_steps, group_states, intents
+from worker.store import channel_intents, channel_steps, group_states, intents
 from worker.store.channel_steps import StepRef
 from worker.store.db import read_session, write_tx
 from worker.store.intents import ClaimedIntent
@@ -60,7 +60,9 @@ NOT_OVERDUE = "invoices_not_overdue"
 
 def still_held(ctx: SendContext, intent: ClaimedIntent) -> bool:
     with read_session(ctx.engine) as session:
-        return intents.holds_lease(session, intent_id=intent.id, owner=ctx.owner, now=ctx.now())
+        return channel_intents.holds_lease(
+            session, intent_id=intent.id, owner=ctx.owner, now=ctx.now()
+        )
 
 
 def email_key(intent: ClaimedIntent) -> str:
@@ -116,13 +118,13 @@ class RetryAndEmailChannel:
         if not self._customer_scope(intent):
             return []
         with read_session(ctx.engine) as session:
-            candidates = intents.open_intent_ids(
+            candidates = channel_intents.open_intent_ids(
                 session,
                 external_customer_id=intent.external_customer_id,
                 channel=RETRY_AND_EMAIL,
                 exclude=intent.id,
             )
-            held = intents.held_intents(
+            held = channel_intents.held_intents(
                 session, owner=ctx.owner, intent_ids=candidates, now=ctx.now()
             )
         claimed = intents.claim_intents(
@@ -272,7 +274,7 @@ class RetryAndEmailChannel:
     ) -> SendOutcome:
         """Refused (the next sweep re-evaluates the group) or to review, if we hold the lease."""
         posted = status is SendStatus.NEEDS_REVIEW
-        record = intents.record_needs_review if posted else intents.record_refused_because
+        record = intents.record_needs_review if posted else channel_intents.record_refused_because
         with write_tx(ctx.engine) as session:
             recorded = record(
                 session,
@@ -292,7 +294,7 @@ def _record_emailed(
 ) -> bool:
     """The intent is sent and the group's attempt counted (in the caller's transaction)."""
     invoice_ids = [invoice.lago_id for invoice in owed] or list(intent.invoice_ids)
-    if not intents.record_emailed(
+    if not channel_intents.record_emailed(
         session,
         intent_id=intent.id,
         owner=intent.lease_owner,
