@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from worker.store import intents, requeue
+from worker.store import channel_steps, intents, requeue
 from worker.store.db import write_tx
 
 
@@ -44,4 +44,6 @@ def retry_intent(engine: Engine, *, intent_id: int, now: datetime) -> Requeued:
             session, intent_id=intent_id, expected_status=status, now=now
         ):
             raise RetryError(f"intent #{intent_id} changed meanwhile: run the command again")
+        # The operator checked the mailbox: an email that may have gone is sent again.
+        channel_steps.clear_unknown_email(session, intent_id=intent_id)
         return Requeued(intent_id, status, intent.external_customer_id)

@@ -151,3 +151,16 @@ def settle_started(session: Session, *, intent_id: int, owner: str, now: datetim
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def clear_unknown_email(session: Session, *, intent_id: int) -> int:
+    """An operator retries an intent whose email may have gone (`dunning retry`): its email
+    may be sent again (same Message-ID, so a copy is recognisable). Retries stay as they are."""
+    result = session.execute(
+        delete(ChannelStep).where(
+            ChannelStep.intent_id == intent_id,
+            ChannelStep.kind == "email",
+            ChannelStep.status == "unknown",
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

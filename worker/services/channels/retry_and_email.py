@@ -262,7 +262,7 @@ class RetryAndEmailChannel:
     ) -> SendOutcome:
         reason = (
             f"the mail server may have taken the email ({why}); look for Message-ID {message_id} "
-            "in the mailbox, then cancel the intent or retry it"
+            f"in the mailbox; if it is not there, `dunning retry {intent.id}` sends it again"
         )
         return self._close(ctx, intent, SendStatus.NEEDS_REVIEW, "email_unknown", reason)
 
