@@ -127,14 +127,18 @@ class RetryAndEmailChannel:
             held = channel_intents.held_intents(
                 session, owner=ctx.owner, intent_ids=candidates, now=ctx.now()
             )
-        claimed = intents.claim_intents(
-            ctx.engine,
-            owner=ctx.owner,
-            now=ctx.now(),
-            lease_seconds=self.lease_seconds,
-            limit=max(1, len(candidates)),
-            intent_ids=[i for i in candidates if i not in {one.id for one in held}],
-        ) if candidates else []  # fmt: skip
+        held_ids = {one.id for one in held}
+        free = [intent_id for intent_id in candidates if intent_id not in held_ids]
+        claimed = []
+        if free:
+            claimed = intents.claim_intents(
+                ctx.engine,
+                owner=ctx.owner,
+                now=ctx.now(),
+                lease_seconds=self.lease_seconds,
+                limit=len(free),
+                intent_ids=free,
+            )
         joined = [one for one in [*held, *claimed] if self._customer_scope(one)]
         others = [one.id for one in claimed if not self._customer_scope(one)]
         if others:
