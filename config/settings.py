@@ -239,6 +239,13 @@ class Settings(BaseSettings):
             return value.strip() or None
         return value
 
+    @field_validator("smtp_ca_file")
+    @classmethod
+    def _check_ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file {value}: give the path of a PEM CA file")
+        return value
+
     @property
     def resolved_smtp_port(self) -> int:
         if self.smtp_port is not None:

@@ -194,7 +194,8 @@ def record_outcome(outcome: str, *, source: str, currency: str, recovered_cents:
 
 
 def record_answer_mismatch(stage: str, problem: str) -> None:
-    """`stage`: sent (our POST's answer) or adopted (a request found while reconciling)."""
+    """`stage`: sent (our POST's answer), adopted (a request found while reconciling), or
+    invoice / link (an invoice read back, a payment link, on the retry_and_email channel)."""
     ANSWER_MISMATCHES.labels(stage=stage, problem=problem).inc()
 
 

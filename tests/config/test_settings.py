@@ -52,6 +52,9 @@ def test_defaults_are_the_embedded_mode() -> None:
         ("DUNNING_METRICS_PORT", "70000", "invalid DUNNING_METRICS_PORT: "),
         ("DUNNING_METRICS_PORT", "ninety", "invalid DUNNING_METRICS_PORT: "),
         ("DUNNING_METRICS_ADDR", "localhost:9", "invalid DUNNING_METRICS_ADDR: must be an IP"),
+        ("DUNNING_SMTP_SECURITY", "ssl", "invalid DUNNING_SMTP_SECURITY: "),
+        ("DUNNING_SMTP_PORT", "70000", "invalid DUNNING_SMTP_PORT: "),
+        ("DUNNING_SMTP_CA_FILE", "/nonexistent/ca.pem", "invalid DUNNING_SMTP_CA_FILE: no such"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(
@@ -83,9 +86,10 @@ def test_secrets_and_url_passwords_stay_out_of_reprs(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("LAGO_API_KEY", "key-that-must-not-leak")
     monkeypatch.setenv("DUNNING_DATABASE_URL", "postgresql+psycopg://u:db-secret@db/dunning")
     monkeypatch.setenv("DUNNING_BROKER_URL", "redis://:redis-secret@cache:6379/0")
+    monkeypatch.setenv("DUNNING_SMTP_PASSWORD", "smtp-secret")
     settings = load_settings()
     text = f"{settings!r} {settings!s}"
-    for secret in ("key-that-must-not-leak", "db-secret", "redis-secret"):
+    for secret in ("key-that-must-not-leak", "db-secret", "redis-secret", "smtp-secret"):
         assert secret not in text
     assert mask_url(settings.resolved_database_url) == "postgresql+psycopg://u:***@db/dunning"
     assert mask_url(settings.resolved_broker_url) == "redis://:***@cache:6379/0"

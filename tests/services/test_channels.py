@@ -5,6 +5,7 @@ the fallback of `auto` remembered, unknown outcomes never repeated."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from tests.fixtures.sandbox import SandboxHandle
 from tests.fixtures.smtp import SMTP_PASSWORD, SMTP_USER, SmtpCapture
 from tests.sandbox.builders import customer, document, invoice
 from worker.mail import SmtpSender, sender_from_settings
+from worker.services.retry_intent import retry_intent
 from worker.services.sweep import SweepSummary, run_sweep
 from worker.store.db import make_engine, read_session
 from worker.store.migrate import upgrade
@@ -233,6 +235,15 @@ def test_an_email_whose_outcome_is_unknown_goes_to_review_and_is_never_resent(en
     env.sweep("retry_and_email")
     assert set(env.smtp.message_ids().values()) == {1}
     assert len(env.smtp.messages) == 4
+    # The operator decides to send one again: the same Message-ID, so the copy is recognisable.
+    engine = make_engine(env.db)
+    try:
+        retry_intent(engine, intent_id=reviewed[0].id, now=datetime.now(UTC))
+    finally:
+        engine.dispose()
+    env.sweep("retry_and_email")
+    assert sorted(env.smtp.message_ids().values()) == [1, 1, 1, 2]
+    assert {row.id: row.status for row in env.intents()}[reviewed[0].id] == "sent"
 
 
 def test_a_mail_server_that_is_down_reschedules_and_the_retries_are_not_repeated(env: Env) -> None:

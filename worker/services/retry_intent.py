@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from worker.services.operator import Actor
-from worker.store import intents, requeue
+from worker.store import channel_steps, intents, requeue
 from worker.store.db import write_tx
 from worker.store.operator_actions import record_action
 
@@ -59,4 +59,6 @@ def retry_intent(
             session, intent_id=intent_id, expected_status=status, now=now
         ):
             raise RetryError(f"intent #{intent_id} changed meanwhile: run the command again")
+        # The operator checked the mailbox: an email that may have gone is sent again.
+        channel_steps.clear_unknown_email(session, intent_id=intent_id)
         return Requeued(intent_id, status, intent.external_customer_id)

@@ -17,7 +17,7 @@ from sqlalchemy import and_, delete, select, update
 from sqlalchemy.orm import Session
 
 from worker.store._dialect import insert_for
-from worker.store.intents import holds_lease
+from worker.store.channel_intents import holds_lease
 from worker.store.models import ChannelStep
 
 EMAIL = ""  # the `lago_invoice_id` of the email step
@@ -149,5 +149,18 @@ def settle_started(session: Session, *, intent_id: int, owner: str, now: datetim
             detail="started by an earlier try that never recorded its result",
         )
         .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def clear_unknown_email(session: Session, *, intent_id: int) -> int:
+    """An operator retries an intent whose email may have gone (`dunning retry`): its email
+    may be sent again (same Message-ID, so a copy is recognisable). Retries stay as they are."""
+    result = session.execute(
+        delete(ChannelStep).where(
+            ChannelStep.intent_id == intent_id,
+            ChannelStep.kind == "email",
+            ChannelStep.status == "unknown",
+        )
     )
     return int(getattr(result, "rowcount", 0) or 0)

@@ -19,7 +19,7 @@ from worker.services.send_types import (
     lease_lost,
     not_claimed,
 )
-from worker.store import intents
+from worker.store import channel_intents, intents
 from worker.store.db import write_tx
 from worker.store.intents import ClaimedIntent
 
@@ -51,7 +51,7 @@ class AutoChannel:
             return outcome
         self.memory.remember_unlicensed()
         with write_tx(ctx.engine) as session:
-            reopened = intents.reopen_blocked(
+            reopened = channel_intents.reopen_blocked(
                 session, intent_id=intent.id, channel=RETRY_AND_EMAIL, now=ctx.now()
             )
         if not reopened:
@@ -72,7 +72,7 @@ class AutoChannel:
         """This intent and the customer's other open `auto` intents (not held by someone
         else) go over to retry_and_email, so a customer-wide statement can include them."""
         with write_tx(ctx.engine) as session:
-            intents.switch_open_channel(
+            channel_intents.switch_open_channel(
                 session,
                 external_customer_id=intent.external_customer_id,
                 from_channel=AUTO,
@@ -84,7 +84,7 @@ class AutoChannel:
 
     def _on(self, ctx: SendContext, intent: ClaimedIntent, channel: Channel) -> SendOutcome:
         with write_tx(ctx.engine) as session:
-            if not intents.switch_channel(
+            if not channel_intents.switch_channel(
                 session, intent_id=intent.id, owner=ctx.owner, channel=channel.name, now=ctx.now()
             ):
                 return lease_lost(intent.id)

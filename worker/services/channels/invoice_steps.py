@@ -5,7 +5,7 @@
   connection never made removes the stamp (nothing left), so a later try may make it.
 - A link (`payment_url`) only reads a checkout link from the provider (Lago reuses the
   payment intent), so it is recorded after the call; a made link is reused by a later try.
-  Its answer must name the invoice we asked about and be an http(s) URL.
+  Its answer must name the invoice we asked about and be an http(s) URL (`check_link`).
 Lago answers `retry_payment` with an empty 200, so there is nothing to check in it.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
 
+from worker import metrics
 from worker.lago.errors import (
     LagoConnectionError,
     LagoError,
@@ -24,6 +24,7 @@ from worker.lago.errors import (
 )
 from worker.lago.models import Invoice, InvoicePaymentDetails
 from worker.logging import get_logger
+from worker.services.answer_checks import check_link
 from worker.services.send_types import SendContext
 from worker.store import channel_steps
 from worker.store.channel_steps import Step, StepRef
@@ -106,15 +107,6 @@ def retry_invoice(
     return status == "done"
 
 
-def link_problem(lago_id: str, details: InvoicePaymentDetails) -> str | None:
-    if details.lago_invoice_id != lago_id:
-        return f"the link answer names invoice {details.lago_invoice_id}, not {lago_id}"
-    url = details.payment_url or ""
-    if urlsplit(url).scheme not in ("https", "http") or not urlsplit(url).netloc:
-        return "the link answer has no http(s) payment_url"
-    return None
-
-
 def link_for_invoice(
     ctx: SendContext,
     api: InvoicePaymentsApi,
@@ -138,10 +130,14 @@ def link_for_invoice(
     except LagoError:
         return None
     else:
-        problem = link_problem(lago_id, details)
-        if problem is None:
+        mismatch = check_link(
+            details, lago_id=lago_id, external_customer_id=intent.external_customer_id
+        )
+        if mismatch is None:
             url = details.payment_url
         else:
+            problem = mismatch.detail
+            metrics.record_answer_mismatch("link", mismatch.problem)
             log.warning(
                 "channel.link_mismatch", intent_id=intent.id, invoice=lago_id, problem=problem
             )

@@ -1,7 +1,8 @@
 """Before the email of a retry_and_email intent: what is still owed, retried and linked.
 
 For one claimed intent: steps an earlier holder started and never recorded become `unknown`;
-each invoice is read again and only those still owed are kept; where the customer has a
+each invoice is read again (and checked: our invoice, our customer) and only those still owed
+are kept; where the customer has a
 payment provider, each kept invoice's payment is retried once and a payment link is made
 where Lago can make one (`invoice_steps`).
 """
@@ -10,8 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from worker import metrics
 from worker.lago.errors import LagoError, LagoNotFoundError
 from worker.lago.models import Customer, Invoice
+from worker.logging import get_logger
+from worker.services.answer_checks import check_invoice
 from worker.services.send_types import SendContext
 from worker.store import channel_steps
 from worker.store.channel_steps import EMAIL, Step
@@ -20,6 +24,8 @@ from worker.store.intents import ClaimedIntent
 
 from .invoice_steps import NO_LINK_PROVIDERS, InvoicePaymentsApi, link_for_invoice, retry_invoice
 from .statement_for import still_owed
+
+log = get_logger(__name__)
 
 
 @dataclass(slots=True)
@@ -66,6 +72,13 @@ def prepare(ctx: SendContext, api: InvoicePaymentsApi, intent: ClaimedIntent) ->
             continue
         except LagoError as exc:
             raise UnreadableError(exc) from exc
+        mismatch = check_invoice(
+            invoice, lago_id=lago_id, external_customer_id=intent.external_customer_id
+        )
+        if mismatch is not None:
+            log.warning("channel.invoice_mismatch", intent_id=intent.id, detail=mismatch.detail)
+            metrics.record_answer_mismatch("invoice", mismatch.problem)
+            continue
         if still_owed(invoice):
             prepared.owed.append(invoice)
     if not prepared.owed:

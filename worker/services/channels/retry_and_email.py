@@ -43,7 +43,7 @@ from worker.services.send_types import (
     lease_lost,
     not_claimed,
 )
-from worker.store import channel_steps, group_states, intents
+from worker.store import channel_intents, channel_steps, group_states, intents
 from worker.store.channel_steps import StepRef
 from worker.store.db import read_session, write_tx
 from worker.store.intents import ClaimedIntent
@@ -60,7 +60,9 @@ NOT_OVERDUE = "invoices_not_overdue"
 
 def still_held(ctx: SendContext, intent: ClaimedIntent) -> bool:
     with read_session(ctx.engine) as session:
-        return intents.holds_lease(session, intent_id=intent.id, owner=ctx.owner, now=ctx.now())
+        return channel_intents.holds_lease(
+            session, intent_id=intent.id, owner=ctx.owner, now=ctx.now()
+        )
 
 
 def email_key(intent: ClaimedIntent) -> str:
@@ -116,23 +118,27 @@ class RetryAndEmailChannel:
         if not self._customer_scope(intent):
             return []
         with read_session(ctx.engine) as session:
-            candidates = intents.open_intent_ids(
+            candidates = channel_intents.open_intent_ids(
                 session,
                 external_customer_id=intent.external_customer_id,
                 channel=RETRY_AND_EMAIL,
                 exclude=intent.id,
             )
-            held = intents.held_intents(
+            held = channel_intents.held_intents(
                 session, owner=ctx.owner, intent_ids=candidates, now=ctx.now()
             )
-        claimed = intents.claim_intents(
-            ctx.engine,
-            owner=ctx.owner,
-            now=ctx.now(),
-            lease_seconds=self.lease_seconds,
-            limit=max(1, len(candidates)),
-            intent_ids=[i for i in candidates if i not in {one.id for one in held}],
-        ) if candidates else []  # fmt: skip
+        held_ids = {one.id for one in held}
+        free = [intent_id for intent_id in candidates if intent_id not in held_ids]
+        claimed = []
+        if free:
+            claimed = intents.claim_intents(
+                ctx.engine,
+                owner=ctx.owner,
+                now=ctx.now(),
+                lease_seconds=self.lease_seconds,
+                limit=len(free),
+                intent_ids=free,
+            )
         joined = [one for one in [*held, *claimed] if self._customer_scope(one)]
         others = [one.id for one in claimed if not self._customer_scope(one)]
         if others:
@@ -260,7 +266,7 @@ class RetryAndEmailChannel:
     ) -> SendOutcome:
         reason = (
             f"the mail server may have taken the email ({why}); look for Message-ID {message_id} "
-            "in the mailbox, then cancel the intent or retry it"
+            f"in the mailbox; if it is not there, `dunning retry {intent.id}` sends it again"
         )
         return self._close(ctx, intent, SendStatus.NEEDS_REVIEW, "email_unknown", reason)
 
@@ -272,7 +278,7 @@ class RetryAndEmailChannel:
     ) -> SendOutcome:
         """Refused (the next sweep re-evaluates the group) or to review, if we hold the lease."""
         posted = status is SendStatus.NEEDS_REVIEW
-        record = intents.record_needs_review if posted else intents.record_refused_because
+        record = intents.record_needs_review if posted else channel_intents.record_refused_because
         with write_tx(ctx.engine) as session:
             recorded = record(
                 session,
@@ -292,7 +298,7 @@ def _record_emailed(
 ) -> bool:
     """The intent is sent and the group's attempt counted (in the caller's transaction)."""
     invoice_ids = [invoice.lago_id for invoice in owed] or list(intent.invoice_ids)
-    if not intents.record_emailed(
+    if not channel_intents.record_emailed(
         session,
         intent_id=intent.id,
         owner=intent.lease_owner,
