@@ -14,13 +14,12 @@ Two broker shapes, same code path:
 
 Metrics: with `DUNNING_METRICS_PORT` set, the bootstrap turns on prometheus_client's
 multiprocess mode for the whole process tree and the main worker process (or a standalone
-beat) serves the port (worker/metrics_server.py).
+beat) serves the port (worker/metrics_signals.py, worker/metrics_server.py).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -35,6 +34,7 @@ from config import Settings, SettingsError, load_settings
 from config.cron import CronError, parse_cron
 from config.policies import PolicyFileError, load_policies
 from worker.metrics_files import MetricsSetupError, enable_multiprocess
+from worker.metrics_signals import connect_metric_signals
 
 SWEEP_TASK = "dunning.sweep"
 SEND_TASK = "dunning.send_payment_request"
@@ -291,68 +291,6 @@ def _prepare_metric_files(settings: Settings) -> None:
         enable_multiprocess(directory)
 
 
-_metrics_served = threading.Event()
-
-
-def _serve_metrics(role: str) -> None:
-    """Serve DUNNING_METRICS_PORT from this process. A beat embedded in a worker
-    (`worker -B`) is a child or a thread of a process already serving: the worker's port
-    covers it."""
-    if _booted is None or _metrics_served.is_set():
-        return  # an app built by other means (tests, `dunning` commands) serves nothing here
-    settings = _booted[0]
-    if settings.metrics_port is None:
-        return
-    from worker.metrics_server import serve_process_metrics
-
-    try:
-        serve_process_metrics(settings, role, parse_cron(load_policies(settings.policy_file).cron))
-    except (MetricsSetupError, PolicyFileError, CronError) as exc:
-        raise SystemExit(f"error: {exc}") from None
-    _metrics_served.set()
-
-
-def _serve_worker_metrics(**_: Any) -> None:
-    """`worker_init`: in the main worker process, before the pool forks."""
-    _serve_metrics("worker")
-
-
-def _serve_beat_metrics(**_: Any) -> None:
-    """`beat_init`: a standalone beat (or one embedded in a worker: then a no-op)."""
-    _serve_metrics("beat")
-
-
-def _child_exited(pid: int | None = None, **_: Any) -> None:
-    """`worker_process_shutdown`: a pool child exits."""
-    directory = _booted[0].resolved_metrics_dir if _booted is not None else None
-    if directory is not None:
-        from worker.metrics_server import mark_child_dead
-
-        mark_child_dead(directory, pid)
-
-
-_in_embedded_beat = threading.Event()
-
-
-def _embedded_beat_started(**_: Any) -> None:
-    """`beat_embedded_init`: this process is the beat a worker forked for `worker -B`.
-
-    Celery closes every inherited file descriptor there, those of the metric files included,
-    so this process must not touch a metric (prometheus_client would close the old files'
-    descriptors again, which may by then belong to the beat's own files or sockets). Its
-    ticks are not counted; the sweeps they start are, in the pool."""
-    _in_embedded_beat.set()
-
-
-def _count_published(sender: Any = None, **_: Any) -> None:
-    """`before_task_publish` (`sender` is the task name): beat's ticks, the sweep's sends."""
-    if _in_embedded_beat.is_set():
-        return
-    from worker import metrics
-
-    metrics.record_task_published(str(sender))
-
-
 def _configure_logging(**_: Any) -> None:
     from worker.logging import configure_logging
 
@@ -373,8 +311,4 @@ def _clear_task_context(**_: Any) -> None:
 signals.setup_logging.connect(_configure_logging, weak=False)
 signals.task_prerun.connect(_bind_task_context, weak=False)
 signals.task_postrun.connect(_clear_task_context, weak=False)
-signals.worker_init.connect(_serve_worker_metrics, weak=False)
-signals.beat_init.connect(_serve_beat_metrics, weak=False)
-signals.worker_process_shutdown.connect(_child_exited, weak=False)
-signals.beat_embedded_init.connect(_embedded_beat_started, weak=False)
-signals.before_task_publish.connect(_count_published, weak=False)
+connect_metric_signals(lambda: _booted[0] if _booted is not None else None)
