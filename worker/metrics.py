@@ -131,7 +131,14 @@ KNOWN_WEBHOOK_TYPES = frozenset(
 
 
 #: Task names we label as themselves; any other is counted as "other".
-KNOWN_TASKS = frozenset({"dunning.sweep", "dunning.send_payment_request", "dunning.reconcile"})
+KNOWN_TASKS = frozenset(
+    {
+        "dunning.sweep",
+        "dunning.send_payment_request",
+        "dunning.send_payment_requests",
+        "dunning.reconcile",
+    }
+)
 
 
 def observe_lago_call(endpoint: str, status: str, seconds: float) -> None:

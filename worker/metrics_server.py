@@ -15,7 +15,7 @@ from pathlib import Path
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from config import Settings
@@ -48,6 +48,10 @@ def serve_process_metrics(
         raise MetricsSetupError("DUNNING_METRICS_PORT is not set")
     ledger = LedgerCollector(forked_engine(lambda: engine_for(settings)), utc_now, cron)
     registry = process_tree_registry(directory, ledger)
+    # One scrape here, before the server thread exists: it imports everything a scrape needs
+    # (the database driver is imported lazily). A prefork child forked while the server thread
+    # held an import lock would otherwise wait on that lock for ever.
+    generate_latest(registry)
     try:
         server, thread = start_http_server(port, addr=settings.metrics_addr, registry=registry)
     except OSError as exc:

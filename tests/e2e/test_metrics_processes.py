@@ -7,6 +7,7 @@ counts on the port must add up over children that are still alive and children t
 
 from __future__ import annotations
 
+import math
 import socket
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from config import Settings
+from tasks.dunning import batch_size
 from tests.fixtures.sandbox import SandboxHandle, free_port
 from tests.fixtures.scrape import Samples, sample_total, sample_value, scrape
 from tests.tasks.support import (
@@ -35,6 +37,7 @@ from worker.cli.ops_cmd import enqueue_sweep
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres, pytest.mark.timeout(300)]
 
 POST = "POST /api/v1/payment_requests"
+RATE_LIMIT_RPS = 1
 LIST = "GET /api/v1/invoices"
 
 
@@ -51,8 +54,15 @@ def env(
     redis_url: str,
     ports: dict[str, int],
 ) -> dict[str, str]:
+    # 1 call/s: sends go in batches of 10 (tasks.dunning.batch_size), so the sweep's intents
+    # take several send tasks and several prefork children share the work.
     return redis_postgres_env(
-        tmp_path, sandbox, postgres_url, redis_url, DUNNING_METRICS_PORT=str(ports["worker"])
+        tmp_path,
+        sandbox,
+        postgres_url,
+        redis_url,
+        DUNNING_METRICS_PORT=str(ports["worker"]),
+        DUNNING_RATE_LIMIT_RPS=str(RATE_LIMIT_RPS),
     )
 
 
@@ -121,9 +131,11 @@ def test_prefork_children_add_up_on_the_worker_port(
     assert sample_value(samples, "dunning_sweep_decisions_total", reason="eligible") == len(
         statuses
     )
+    per_task = batch_size(RATE_LIMIT_RPS)
+    assert len(statuses) > per_task  # more than one send task
     assert sample_value(
-        samples, "dunning_tasks_published_total", task="dunning.send_payment_request"
-    ) == (len(statuses))
+        samples, "dunning_tasks_published_total", task="dunning.send_payment_requests"
+    ) == math.ceil(len(statuses) / per_task)
     assert sample_value(samples, "dunning_intents", status="sent") == len(statuses)
     assert sample_value(samples, "dunning_intents", status="pending") == 0
     assert sample_value(samples, "dunning_oldest_open_intent_age_seconds") == 0
