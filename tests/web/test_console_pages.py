@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -28,9 +29,10 @@ from worker.read.customers import customer_timeline
 from worker.services.operator import cli_actor
 from worker.services.pause_customer import pause_customer
 from worker.services.runtime import Runtime
-from worker.store.db import read_session, write_tx
+from worker.store.db import make_engine, read_session, write_tx
 from worker.store.models import CustomerControl, OperatorAction, PaymentRequestIntent
 from worker.web.app import create_app
+from worker.web.console.sessions import COOKIE_NAME, SessionKeys
 
 HMAC_KEY = "webhook-hmac-key-never-shown"
 
@@ -318,3 +320,36 @@ def test_no_retry_button_while_a_newer_intent_of_the_group_is_open(
         html = logged_in.get(page).text
         assert 'action="/console/do/retry"' not in html, page
         assert f"intent #{newer} is open for this group: retry once it is settled" in html
+
+
+def test_a_ledger_that_cannot_be_reached_is_a_clear_page_not_a_500(console_rt: Runtime) -> None:
+    unreachable = make_engine("postgresql+psycopg://dunning@127.0.0.1:1/nowhere")
+    runtime = dataclasses.replace(console_rt, engine=unreachable)
+    try:
+        with ConsoleClient(create_app(runtime)) as client:
+            assert client.login().status_code == 303
+            page = client.get("/console/actions")
+            assert page.status_code == 503
+            assert page_problem(page.text) == "the ledger is unavailable right now"
+            form = client.form("/console/login", "/console/logout")  # any page has forms
+            answer = client.post(
+                "/console/do/pause",
+                data={**form.fields, "form_nonce": _nonce_for(client), "customer": "cus_done"},
+                follow_redirects=False,
+            )
+            assert answer.status_code == 503
+            assert page_problem(answer.text) == "the ledger is unavailable: nothing was changed"
+    finally:
+        unreachable.dispose()
+
+
+def _nonce_for(client: ConsoleClient) -> str:
+    """A genuine one-time token of this client's session (as a page would have drawn it)."""
+    settings = console_settings()
+    keys = SessionKeys(
+        password_hash=settings["console_password_hash"],
+        secret_key=settings["console_secret_key"],
+    )
+    session = keys.decode(client.cookies[COOKIE_NAME], now=CONSOLE_NOW)
+    assert session is not None
+    return keys.form_nonce(session)

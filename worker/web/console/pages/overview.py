@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from worker.read.outstanding import overdue_now
 from worker.read.recovery import recovery, requests_sent_since
 from worker.read.runs import recent_runs, send_queue
-from worker.services.report import rate
 from worker.services.report_charts import ageing_bars, cumulative_line
 
 
@@ -45,7 +44,9 @@ def overview(session: Session, *, now: datetime) -> dict[str, Any]:
         chart = cumulative_line(
             currency, points, end=now, start=recovered.first_asked.get(currency)
         )
-        currencies.append(RecoveredCurrency(currency, asked, got, rate(got, asked), Markup(chart)))  # noqa: S704 - drawn and escaped by report_charts
+        # the exact share, rounded once when shown (a rate rounded first can be 0.1 off)
+        share = got / asked if asked > 0 else 0.0
+        currencies.append(RecoveredCurrency(currency, asked, got, share, Markup(chart)))  # noqa: S704 - drawn and escaped by report_charts
     ageing = {}
     if overdue is not None:
         for item in overdue.currencies:
