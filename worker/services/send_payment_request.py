@@ -16,9 +16,10 @@ reconciles whatever we did.
 
 `send_payment_requests` runs many intents as a pipeline: claims are topped up a chunk at a
 time, up to `concurrency` POSTs are in flight (a sliding window: a finished POST frees its
-slot at once, no batch waits for its slowest member), and each turn of the loop records every
-answer that has come back and stamps the POSTs about to start in ONE transaction, so the
-database work per payment request stays a few statements.
+slot at once, no batch waits for its slowest member), and each turn of the loop stamps the
+POSTs about to start in one transaction, starts them, then records every answer that has come
+back in another while they run, so the database work per payment request stays a few
+statements and no POST waits for the recording of others.
 """
 
 from __future__ import annotations
@@ -221,15 +222,17 @@ class _Pipeline:
                 starting = [self.ready.popleft() for _ in range(min(free, len(self.ready)))]
                 if self.answered and self.hooks is not None:
                     self.hooks.after_post()
-                recorded, stamped = self._record_and_stamp(starting)
-                for outcome in recorded:
-                    stopping = stopping or outcome.stops_run
-                    yield outcome
+                # Stamp and start first, then record: the POSTs run while the answers of
+                # the last ones are written (one transaction each, no POST waits for both).
+                stamped = self._stamp(starting)
                 for intent in starting:
                     if intent.id in stamped:
                         self.inflight[pool.submit(call_lago, self.ctx, intent)] = intent
                     else:
                         yield lease_lost(intent.id)
+                for outcome in self._record():
+                    stopping = stopping or outcome.stops_run
+                    yield outcome
                 if stopping:
                     self.todo.clear()
                     self._give_back()
@@ -268,7 +271,7 @@ class _Pipeline:
         while self.inflight:
             self._collect_answers()
         if self.answered:
-            self._record_and_stamp([])
+            self._record()
 
     def _claim_more(self) -> Iterator[SendOutcome]:
         chunk = [self.todo.popleft() for _ in range(min(self.batch_size, len(self.todo)))]
@@ -293,23 +296,23 @@ class _Pipeline:
             else:
                 yield _send_claimed(self.ctx, intent, self.hooks, self.channels)
 
-    def _record_and_stamp(
-        self, starting: list[ClaimedIntent]
-    ) -> tuple[list[SendOutcome], set[int]]:
-        """One transaction: record the answers that came back, stamp the POSTs to start."""
-        if not self.answered and not starting:
-            return [], set()
+    def _stamp(self, starting: list[ClaimedIntent]) -> set[int]:
+        """One transaction: stamp the POSTs about to start; the ids stamped."""
+        if not starting:
+            return set()
         with write_tx(self.ctx.engine) as session:
-            outcomes = record_answers(self.ctx, session, self.answered) if self.answered else []
-            stamped = (
-                intents.mark_post_started(
-                    session,
-                    owner=self.ctx.owner,
-                    intent_ids=[intent.id for intent in starting],
-                    now=self.ctx.now(),
-                )
-                if starting
-                else set()
+            return intents.mark_post_started(
+                session,
+                owner=self.ctx.owner,
+                intent_ids=[intent.id for intent in starting],
+                now=self.ctx.now(),
             )
+
+    def _record(self) -> list[SendOutcome]:
+        """One transaction: record every answer that came back."""
+        if not self.answered:
+            return []
+        with write_tx(self.ctx.engine) as session:
+            outcomes = record_answers(self.ctx, session, self.answered)
         self.answered = []
-        return outcomes, stamped
+        return outcomes
