@@ -19,6 +19,7 @@ from tests.fixtures.sandbox import SandboxHandle
 from tests.fixtures.smtp import SMTP_PASSWORD, SMTP_USER, SmtpCapture
 from tests.sandbox.builders import customer, document, invoice
 from worker.mail import SmtpSender, sender_from_settings
+from worker.services.operator import Actor
 from worker.services.retry_intent import retry_intent
 from worker.services.sweep import SweepSummary, run_sweep
 from worker.store.db import make_engine, read_session
@@ -238,7 +239,13 @@ def test_an_email_whose_outcome_is_unknown_goes_to_review_and_is_never_resent(en
     # The operator decides to send one again: the same Message-ID, so the copy is recognisable.
     engine = make_engine(env.db)
     try:
-        retry_intent(engine, intent_id=reviewed[0].id, now=datetime.now(UTC))
+        retry_intent(
+            engine,
+            intent_id=reviewed[0].id,
+            now=datetime.now(UTC),
+            actor=Actor(name="ana", source="cli"),
+            reason="checked the mailbox: not received",
+        )
     finally:
         engine.dispose()
     env.sweep("retry_and_email")
