@@ -144,6 +144,23 @@ def intent_statuses(db_url: str) -> dict[int, str]:
         engine.dispose()
 
 
+def posts_in_flight(db_url: str) -> set[int]:
+    """Intents being sent whose POST was stamped as started (it may have reached Lago). An
+    intent a send batch has claimed but not yet posted is `sending` without the stamp."""
+    engine = make_engine(db_url)
+    try:
+        with read_session(engine) as session:
+            rows = session.scalars(
+                select(PaymentRequestIntent.id).where(
+                    PaymentRequestIntent.status == "sending",
+                    PaymentRequestIntent.post_started_at.is_not(None),
+                )
+            )
+            return {int(intent_id) for intent_id in rows}
+    finally:
+        engine.dispose()
+
+
 def assert_no_invoice_requested_twice(sandbox: SandboxHandle) -> int:
     """Every invoice is in at most one payment request; returns how many requests exist."""
     requests = sandbox.payment_requests()
