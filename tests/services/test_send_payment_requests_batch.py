@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select, update
 
 from tests.fixtures.intents import add_group_intents, overdue_groups
 from tests.fixtures.sandbox import SandboxHandle
@@ -20,7 +20,8 @@ from worker.services.send_payment_request import (
     send_payment_requests,
 )
 from worker.store import intents
-from worker.store.db import read_session
+from worker.store.db import read_session, write_tx
+from worker.store.models import PaymentRequestIntent
 
 LEASE = 60
 SETTLE = 30
@@ -141,3 +142,58 @@ def test_a_crash_between_posts_and_recording_is_recovered_by_adoption(
         "adopted": posted_before_crash,
         "sent": len(groups) - posted_before_crash,
     }
+
+
+class StealOneLease:
+    """After the first answers come back, another worker takes over one posted intent (as if
+    its lease had expired): recording it must fail for us, the others must still be sent."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.stolen: int | None = None
+
+    def after_claim(self) -> None:
+        return None
+
+    def after_post(self) -> None:
+        if self.stolen is not None:
+            return
+        table = PaymentRequestIntent.__table__
+        with write_tx(self.engine) as session:
+            self.stolen = session.scalar(
+                select(func.min(table.c.id)).where(
+                    table.c.status == "sending", table.c.post_started_at.is_not(None)
+                )
+            )
+            session.execute(
+                update(table).where(table.c.id == self.stolen).values(lease_owner="thief")
+            )
+
+
+def test_an_intent_taken_over_mid_batch_is_lease_lost_and_the_rest_are_sent(
+    sandbox: SandboxHandle, engine: Engine
+) -> None:
+    clock = Clock()
+    groups = _groups(sandbox)
+    ids = _add_intents(engine, groups, clock())
+    hooks = StealOneLease(engine)
+
+    with LagoClient(sandbox.url, SecretStr(sandbox.api_key), max_retries=0) as client:
+        outcomes = _send(engine, client, ids, clock, hooks=hooks)
+
+    assert hooks.stolen is not None
+    by_id = {outcome.intent_id: outcome for outcome in outcomes}
+    assert by_id[hooks.stolen].status is SendStatus.LEASE_LOST
+    assert by_id[hooks.stolen].posted
+    assert Counter(o.status for o in outcomes) == {
+        SendStatus.SENT: len(groups) - 1,
+        SendStatus.LEASE_LOST: 1,
+    }
+    with read_session(engine) as session:
+        rows = {intent_id: intents.get_intent(session, intent_id) for intent_id in ids}
+    stolen = rows.pop(hooks.stolen)
+    assert stolen is not None
+    assert (stolen.status, stolen.lease_owner) == ("sending", "thief")
+    assert {row.status for row in rows.values() if row} == {"sent"}
+    # The thief reconciles later; every group reached Lago exactly once meanwhile.
+    assert len(sandbox.payment_requests()) == len(groups)

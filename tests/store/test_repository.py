@@ -365,3 +365,76 @@ def test_a_webhook_event_is_unique_by_key_and_by_signed_body(engine: Engine) -> 
         assert webhook_events.webhook_seen(session, unique_key="k1", digest=other)
         assert not webhook_events.webhook_seen(session, unique_key="k9", digest=other)
         assert session.scalars(select(WebhookEvent.payload_digest)).all() == [first]
+
+
+def _claimed_pair(engine: Engine) -> tuple[int, int]:
+    with write_tx(engine) as session:
+        first = _add(session, customer="cus_q1", invoices=("inv_1",))
+        second = _add(session, customer="cus_q2", invoices=("inv_3", "inv_2"))
+    assert first is not None and second is not None
+    claimed = intents.claim_intents(engine, owner="w", now=T0, lease_seconds=60, limit=10)
+    assert {c.id for c in claimed} == {first, second}
+    return first, second
+
+
+def test_quick_stamp_and_record_write_each_row_its_own_values(engine: Engine) -> None:
+    first, second = _claimed_pair(engine)
+    with write_tx(engine) as session:
+        intents.stamp_held(session, owner="w", intent_ids=[first, second], now=T0)
+    sent_at = T0 + timedelta(seconds=2)
+    with write_tx(engine) as session:
+        intents.record_sent_held(
+            session,
+            owner="w",
+            now=sent_at,
+            results=[
+                intents.SentResult(first, "pr_1", ("inv_1",)),
+                intents.SentResult(second, "pr_2", ("inv_3", "inv_2"), detail="inv_4\n dropped"),
+            ],
+        )
+    with read_session(engine) as session:
+        rows = {
+            row.id: row
+            for row in session.scalars(
+                select(PaymentRequestIntent).where(PaymentRequestIntent.id.in_([first, second]))
+            )
+        }
+    assert {row.status for row in rows.values()} == {"sent"}
+    assert (rows[first].lago_payment_request_id, rows[second].lago_payment_request_id) == (
+        "pr_1",
+        "pr_2",
+    )
+    assert rows[first].lago_invoice_ids == ["inv_1"]
+    assert rows[second].lago_invoice_ids == ["inv_2", "inv_3"]
+    assert (rows[first].last_error, rows[second].last_error) == (None, "inv_4 dropped")
+    assert {row.post_started_at for row in rows.values()} == {T0}
+    assert {row.sent_at for row in rows.values()} == {sent_at}
+    assert {row.lease_owner for row in rows.values()} == {None}
+
+
+def test_quick_writes_refuse_a_batch_with_an_intent_no_longer_held(engine: Engine) -> None:
+    first, second = _claimed_pair(engine)
+    # `second`'s lease expires and another worker takes it over.
+    later = T0 + timedelta(seconds=61)
+    taken = intents.claim_intents(
+        engine, owner="w2", now=later, lease_seconds=60, limit=1, intent_ids=[second]
+    )
+    assert [c.id for c in taken] == [second]
+    with pytest.raises(intents.NotAllHeldError), write_tx(engine) as session:
+        intents.stamp_held(session, owner="w", intent_ids=[first, second], now=later)
+    with pytest.raises(intents.NotAllHeldError), write_tx(engine) as session:
+        intents.record_sent_held(
+            session,
+            owner="w",
+            now=later,
+            results=[
+                intents.SentResult(first, "pr_1", ("inv_1",)),
+                intents.SentResult(second, "pr_2", ("inv_2", "inv_3")),
+            ],
+        )
+    # Both were rolled back: `first` is untouched (claimed by w, never stamped).
+    with read_session(engine) as session:
+        row = session.get(PaymentRequestIntent, first)
+        assert row is not None
+        assert (row.status, row.lease_owner, row.post_started_at) == ("sending", "w", None)
+        assert row.lago_payment_request_id is None

@@ -115,6 +115,60 @@ def record_answers(
     return outcomes
 
 
+def all_created(answered: list[tuple[ClaimedIntent, Answer]]) -> bool:
+    """Whether every answer is a payment request that passes its checks (the common case)."""
+    return all(
+        isinstance(answer, PaymentRequest) and _check(intent, answer) is None
+        for intent, answer in answered
+    )
+
+
+def record_created_held(
+    ctx: SendContext, session: Session, answered: list[tuple[ClaimedIntent, Answer]]
+) -> list[SendOutcome]:
+    """`record_answers` for answers that `all_created` passed, on intents the caller expects
+    to hold still: two statements whatever their number, no rows read back, no savepoint.
+    Raises `intents.NotAllHeldError` (an intent is no longer held) or `IntegrityError` (a Lago id
+    is already on another intent): the caller rolls back and takes `record_answers`. Counts
+    nothing in the metrics (the caller does, after the commit)."""
+    now = ctx.now()
+    created = [
+        (intent, answer) for intent, answer in answered if isinstance(answer, PaymentRequest)
+    ]
+    if len(created) != len(answered):
+        raise ValueError("record_created_held takes created payment requests only")
+    intents.record_sent_held(
+        session,
+        owner=ctx.owner,
+        now=now,
+        results=[
+            intents.SentResult(i.id, a.lago_id, tuple(a.invoice_ids), dropped(i, a))
+            for i, a in created
+        ],
+    )
+    group_states.record_attempts(
+        session,
+        attempts=[
+            group_states.Attempt(
+                i.external_customer_id, i.currency, i.billing_entity_code, tuple(a.invoice_ids)
+            )
+            for i, a in created
+        ],
+        now=now,
+    )
+    # Counted in the metrics by the caller once the transaction has committed.
+    return [
+        SendOutcome(
+            intent.id,
+            SendStatus.SENT,
+            lago_id=answer.lago_id,
+            detail=dropped(intent, answer),
+            posted=True,
+        )
+        for intent, answer in created
+    ]
+
+
 def _check(intent: ClaimedIntent, request: PaymentRequest) -> Mismatch | None:
     return check_answer(
         request,

@@ -41,7 +41,9 @@ from worker.store.models import PaymentRequestIntent as Intent
 from worker.store.types import UTCDateTime
 
 _T = TypeVar("_T")
+_TABLE = cast("Table", Intent.__table__)
 _IN_CHUNK = 500  # bound IN (...) lists: SQLite's variable limit and query plans
+_CASE_CHUNK = 100  # rows per multi-row UPDATE ... CASE (a send turn records far fewer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,19 +366,42 @@ def mark_post_started(
     (those `owner` still holds). From here on a crash is an unknown outcome for exactly these
     intents, and the next holder reconciles before it sends again."""
     stamped: set[int] = set()
+    table = _TABLE  # Core statements: this runs once per send turn, for every POST
     for chunk in _chunks(sorted(set(intent_ids))):
         stamped.update(
             session.scalars(
-                update(Intent)
-                .where(
-                    Intent.id.in_(chunk), Intent.status == "sending", Intent.lease_owner == owner
-                )
-                .values(post_started_at=func.coalesce(Intent.post_started_at, _utc(now)))
-                .returning(Intent.id)
-                .execution_options(synchronize_session=False)
+                update(table)
+                .where(table.c.id.in_(chunk), table.c.status == "sending")
+                .where(table.c.lease_owner == owner)
+                .values(post_started_at=func.coalesce(table.c.post_started_at, _utc(now)))
+                .returning(table.c.id)
             )
         )
     return stamped
+
+
+class NotAllHeldError(Exception):
+    """A write meant for intents this owner holds found one it no longer holds (its lease
+    expired and another worker took it). The caller rolls the transaction back and takes the
+    careful path, which sorts the intents out one by one."""
+
+
+def stamp_held(session: Session, *, owner: str, intent_ids: Collection[int], now: datetime) -> None:
+    """`mark_post_started` for intents the caller just claimed and still holds: one statement
+    and no rows read back (the pipeline's hot path). Raises `NotAllHeldError` when one is not held;
+    the transaction must then be rolled back."""
+    ids = sorted(set(intent_ids))
+    table = _TABLE
+    for chunk in _chunks(ids):
+        result = session.execute(
+            update(table)
+            .where(table.c.id.in_(chunk), table.c.status == "sending")
+            .where(table.c.lease_owner == owner)
+            .values(post_started_at=func.coalesce(table.c.post_started_at, _utc(now)))
+        )
+        held = int(getattr(result, "rowcount", -1))
+        if held != len(chunk):
+            raise NotAllHeldError(f"{len(chunk)} intents to stamp, {held} held")
 
 
 def release_unstarted(
@@ -597,19 +622,63 @@ class SentResult:
     detail: str | None = None
 
 
+def record_sent_held(
+    session: Session, *, owner: str, now: datetime, results: Sequence[SentResult]
+) -> None:
+    """`record_sent_many` for intents the caller expects to hold still: one UPDATE per chunk
+    (the values picked per row by CASE on the id) and no rows read back. Raises `NotAllHeldError`
+    when one is not held; the transaction must then be rolled back."""
+    table = _TABLE
+    invoices_type = table.c.lago_invoice_ids.type
+    for start in range(0, len(results), _CASE_CHUNK):
+        chunk = results[start : start + _CASE_CHUNK]
+        ids = [result.intent_id for result in chunk]
+        if len(set(ids)) != len(ids):
+            raise NotAllHeldError("the same intent twice in one record")
+        lago_ids = {r.intent_id: r.lago_payment_request_id for r in chunk}
+        invoices = {
+            r.intent_id: literal(sorted(set(r.lago_invoice_ids)), type_=invoices_type)
+            for r in chunk
+        }
+        details = {r.intent_id: _one_line(r.detail) for r in chunk}
+        result = session.execute(
+            update(table)
+            .where(table.c.id.in_(ids), table.c.status == "sending")
+            .where(table.c.lease_owner == owner)
+            .values(
+                status="sent",
+                lago_payment_request_id=case(lago_ids, value=table.c.id),
+                lago_invoice_ids=case(invoices, value=table.c.id),
+                sent_at=now,
+                last_error_code=None,
+                last_error=(
+                    case(details, value=table.c.id)
+                    if any(detail is not None for detail in details.values())
+                    else None
+                ),
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+        )
+        held = int(getattr(result, "rowcount", -1))
+        if held != len(chunk):
+            raise NotAllHeldError(f"{len(chunk)} intents to record, {held} held")
+
+
 def record_sent_many(
     session: Session, *, owner: str, now: datetime, results: Sequence[SentResult]
 ) -> set[int]:
     """`record_sent` (not adopted) for many intents; returns the ids recorded, i.e. those
     `owner` still held (the others' leases expired: their new holders reconcile)."""
     held: set[int] = set()
+    table = _TABLE
     for chunk in _chunks([result.intent_id for result in results]):
         held.update(
             session.scalars(
-                select(Intent.id)
-                .where(
-                    Intent.id.in_(chunk), Intent.status == "sending", Intent.lease_owner == owner
-                )
+                select(table.c.id)
+                .where(table.c.id.in_(chunk), table.c.status == "sending")
+                .where(table.c.lease_owner == owner)
                 .with_for_update()
             )
         )
@@ -624,7 +693,6 @@ def record_sent_many(
         if result.intent_id in held
     ]
     if rows:
-        table = cast("Table", Intent.__table__)
         session.execute(
             update(table)
             .where(table.c.id == bindparam("b_id"))
