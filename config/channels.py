@@ -23,20 +23,30 @@ the policy file is loaded: a syntax error names the key and the line.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from jinja2 import Environment, TemplateSyntaxError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 Channel = Literal["payment_request", "retry_and_email", "auto"]
 EmailScope = Literal["group", "customer"]
 
-_PARSER = Environment(autoescape=True)
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+
+@cache
+def _parser() -> Environment:
+    from jinja2 import Environment  # here: only a policy with its own templates needs it
+
+    return Environment(autoescape=True)
 
 
 def _check_template(source: str) -> str:
+    from jinja2 import TemplateSyntaxError
+
     try:
-        _PARSER.parse(source)
+        _parser().parse(source)
     except TemplateSyntaxError as exc:
         raise ValueError(f"template syntax error on line {exc.lineno}: {exc.message}") from exc
     return source

@@ -81,7 +81,6 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import holidays
 import yaml
 from pydantic import (
     AfterValidator,
@@ -235,6 +234,8 @@ def _check_url(url: str) -> str:
 
 
 def _check_holiday_country(code: str) -> str:
+    import holidays  # here: only a policy that names a holiday country needs the package
+
     if code not in holidays.list_supported_countries():
         raise ValueError(f"no public holiday calendar for {code!r}; choose another country")
     return code

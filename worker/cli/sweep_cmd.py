@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 
 from worker.cli.common import cli_runtime, cli_settings, err, out, parse_now, stderr_is_terminal
 from worker.cli.errors import EXIT_USAGE, fail
 from worker.policy.eligibility import INVOICE_REASONS
 from worker.services.sweep import PlanRow, SweepSummary, run_sweep
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 PolicyOption = Annotated[
     Path | None,
@@ -60,6 +55,15 @@ class RichSweepProgress:
 def _progress_display(stack: ExitStack, enabled: bool) -> RichSweepProgress | None:
     if not enabled:
         return None
+    # Imported here: only a terminal shows progress (and pays for rich.progress).
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -77,6 +81,8 @@ def _money(cents: int | None, currency: str) -> str:
 
 
 def print_summary(summary: SweepSummary) -> None:
+    from rich.table import Table
+
     table = Table(title="dunning sweep" + (" (dry run)" if summary.dry_run else ""))
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -111,6 +117,8 @@ def print_plan(rows: list[PlanRow]) -> None:
     title = f"dunning plan: {len(rows) - skips} group(s)"
     if skips:
         title += f", {skips} row(s) of skipped invoices"
+    from rich.table import Table
+
     table = Table(title=title)
     for column in (
         "customer",
@@ -188,6 +196,9 @@ def sweep(
     moment = parse_now(now)
     settings = cli_settings(policy=policy, quiet_logs=as_json)
     rt = cli_runtime(settings)
+    # What is loaded by now (modules, settings, policies) lives as long as the process: move it
+    # out of the collector's sight, so the sweep's collections do not walk it again and again.
+    gc.freeze()
     try:
         with ExitStack() as stack:
             progress = _progress_display(stack, stderr_is_terminal() and not as_json)

@@ -27,8 +27,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
-import redis
-
 from config.settings import mask_url
 from worker.lago.errors import LagoError
 
@@ -274,6 +272,9 @@ class RedisTokenBucket:
         self._where = mask_url(redis_url)
         self._sleep = sleep
         self._on_wait = on_wait
+        import redis  # here: only a Redis-backed limiter needs the client (and its import time)
+
+        self._redis_error = redis.RedisError
         self._redis = redis.Redis.from_url(
             redis_url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
         )
@@ -289,7 +290,7 @@ class RedisTokenBucket:
     def _call(self, script: AsyncScript | Script, keys: list[str], args: list[float]) -> int:
         try:
             result = script(keys=keys, args=args)
-        except redis.RedisError as exc:
+        except self._redis_error as exc:
             detail = " ".join(str(exc).split())[:200]
             raise RateLimiterError(f"cannot use Redis at {self._where}: {detail}") from None
         return int(cast("int", result))

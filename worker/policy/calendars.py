@@ -9,12 +9,12 @@ from __future__ import annotations
 from datetime import date
 from functools import lru_cache
 
-import holidays
-
 
 @lru_cache(maxsize=4096)
 def holiday_dates(country: str, year: int) -> frozenset[date]:
     """The public holidays of `country` (ISO 3166-1 alpha-2) in `year`; empty if unknown."""
+    import holidays  # here: only a send window that skips holidays needs the package
+
     try:
         calendar = holidays.country_holidays(country.upper(), years=year)
     except NotImplementedError:
@@ -24,6 +24,8 @@ def holiday_dates(country: str, year: int) -> frozenset[date]:
 
 @lru_cache(maxsize=256)
 def has_calendar(country: str) -> bool:
+    import holidays
+
     return country.upper() in holidays.list_supported_countries()
 
 
