@@ -25,8 +25,11 @@ from bench.sandbox_proc import API_KEY, SandboxSpec, start_sandbox
 from bench.stack import REPO_ROOT
 
 
-def profile_sweep(customers: int, latency_ms: float, out: Path, work: Path) -> float:
-    """Profile one sweep into `out`; its wall time."""
+def profile_sweep(
+    customers: int, latency_ms: float, out: Path, work: Path, *, py_spy: bool = False
+) -> float:
+    """Profile one sweep into `out` (cProfile, or py-spy's collapsed stacks of every thread,
+    idle frames left out); its wall time."""
     children = Children()
     spec = SandboxSpec(customers, 3, seed=SEED, latency_ms=latency_ms)
     sandbox_child, sandbox = start_sandbox(children, spec, log_dir=work, name="sandbox-profile")
@@ -50,8 +53,12 @@ def profile_sweep(customers: int, latency_ms: float, out: Path, work: Path) -> f
         )  # fmt: skip
         sandbox.reset_data()
         sandbox.reset_stats()
-        command = python_command(
-            "-m", "cProfile", "-o", str(out), "-m", "worker.cli", "sweep", "--once", "--json"
+        sweep = ["-m", "worker.cli", "sweep", "--once", "--json"]
+        command = (
+            ["py-spy", "record", "--format", "raw", "--rate", "250", "--gil", "--threads", "-o", str(out)]
+            + ["--", *python_command(*sweep)]
+            if py_spy
+            else python_command("-m", "cProfile", "-o", str(out), *sweep)
         )
         started = time.perf_counter()
         subprocess.run(command, env=env, cwd=REPO_ROOT, check=True, capture_output=True)
