@@ -54,7 +54,8 @@ def parse_since(value: str | None) -> datetime | None:
 
 def status(as_json: JsonFlag = False) -> None:
     """Intents, the send queue, the last sweeps and who needs a human."""
-    engine = _engine(cli_settings(quiet_logs=True))
+    # Nothing `status` runs logs (errors are one line on stderr): logging stays unconfigured.
+    engine = _engine(cli_settings(logs=False))
     try:
         result = build_status(engine, now=datetime.now(UTC))
     finally:
