@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,25 @@ from pathlib import Path
 import typer
 
 from worker.cli.lazy import COMMANDS, load_command
+from worker.store.migrate import upgrade
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("sqlalchemy", "celery", "httpx", "redis", "alembic", "pydantic", "sandbox")
+#: What `dunning status` does not need: the report's modules (policies, cron, holdout
+#: statistics, renderers), logging (status logs nothing), psutil (no run record to check).
+NOT_FOR_STATUS = (
+    "worker.services.report",
+    "worker.services.report_html",
+    "worker.cli.report_view",
+    "config.policies",
+    "croniter",
+    "holidays",
+    "structlog",
+    "psutil",
+    "celery",
+    "httpx",
+    "alembic",
+)
 
 _PROBE = """
 import json, sys
@@ -25,15 +42,18 @@ try:
     main()
 except SystemExit as exc:
     code = exc.code
-heavy = sorted({name.split(".")[0] for name in sys.modules} & watched)
+heavy = sorted(name for name in watched if name in sys.modules)
 print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
 """
 
 
-def _probe(*args: str) -> tuple[str, dict[str, object]]:
+def _probe(
+    *args: str, watched: tuple[str, ...] = HEAVY, env: dict[str, str] | None = None
+) -> tuple[str, dict[str, object]]:
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, json.dumps(list(args)), json.dumps(HEAVY)],
+        [sys.executable, "-c", _PROBE, json.dumps(list(args)), json.dumps(watched)],
         cwd=REPO,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -57,6 +77,16 @@ def test_running_a_command_imports_what_it_needs() -> None:
     assert report["code"] == 0
     assert "pydantic" in report["heavy"]  # type: ignore[operator]
     assert "celery" not in report["heavy"]  # type: ignore[operator]
+
+
+def test_status_imports_none_of_the_report_logging_or_worker_stacks(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'dunning.sqlite3'}"
+    upgrade(url)
+    env = {"DUNNING_DATA_DIR": str(tmp_path), "DUNNING_DATABASE_URL": url}
+    for args in (("status",), ("status", "--json")):
+        stdout, report = _probe(*args, watched=NOT_FOR_STATUS, env=env)
+        assert report == {"code": 0, "heavy": []}, args
+    assert json.loads(stdout)["intent_counts"]["pending"] == 0
 
 
 def test_an_unknown_command_fails_with_usage_exit_2() -> None:

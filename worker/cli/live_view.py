@@ -22,11 +22,12 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import Engine
 
-from worker.cli.report_view import skips_text
+from worker.cli.status_view import skips_text
 from worker.read import reading
 from worker.read.recovery import RecoveredSoFar, recovered_so_far
 from worker.read.runs import RunLine, SendQueue, recent_runs, send_queue
-from worker.services.report import format_cents, in_words, next_run_at
+from worker.services.report import next_run_at
+from worker.services.report_format import format_cents, in_words
 from worker.store.db import make_engine
 from worker.store.errors import StoreError
 

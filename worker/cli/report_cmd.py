@@ -22,10 +22,7 @@ from sqlalchemy import Engine
 from config import Settings
 from worker.cli.common import cli_settings, out
 from worker.cli.errors import EXIT_USAGE, fail
-from worker.cli.report_view import report_view, status_view
-from worker.services.report import build_report, next_sweep_at
-from worker.services.report_csv import render_csv
-from worker.services.report_html import render_html
+from worker.cli.status_view import status_view
 from worker.services.status import build_status
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
@@ -57,7 +54,8 @@ def parse_since(value: str | None) -> datetime | None:
 
 def status(as_json: JsonFlag = False) -> None:
     """Intents, the send queue, the last sweeps and who needs a human."""
-    engine = _engine(cli_settings(quiet_logs=True))
+    # Nothing `status` runs logs (errors are one line on stderr): logging stays unconfigured.
+    engine = _engine(cli_settings(logs=False))
     try:
         result = build_status(engine, now=datetime.now(UTC))
     finally:
@@ -87,6 +85,13 @@ def report(
     ] = None,
 ) -> None:
     """Overdue now (ageing), recovery per policy/currency/attempt, who needs a human, next sweep."""
+    # Imported here: `dunning status` shares this module and needs none of the report's
+    # modules (policies, holdout statistics, CSV and HTML renderers).
+    from worker.cli.report_view import report_view
+    from worker.services.report import build_report, next_sweep_at
+    from worker.services.report_csv import render_csv
+    from worker.services.report_html import render_html
+
     if sum((as_json, as_csv, html_file is not None)) > 1:
         fail("use one of --json, --csv or --html", exit_code=EXIT_USAGE)
     since_at = parse_since(since)

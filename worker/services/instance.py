@@ -27,8 +27,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import psutil
-
 from config import Settings, mask_url
 from config.settings import DEFAULT_SANDBOX_API_KEY
 
@@ -73,6 +71,8 @@ class InstanceRecord:
     def for_this_process(
         settings: Settings, *, lago_url: str, log_file: Path | None
     ) -> InstanceRecord:
+        import psutil
+
         return InstanceRecord(
             pid=os.getpid(),
             process_started_at=psutil.Process().create_time(),
@@ -116,6 +116,10 @@ def write_record(data_dir: Path, record: InstanceRecord) -> Path:
 
 
 def _alive(pid: int, started_at: float) -> bool:
+    # Imported here: every command reads the record, and only finds one to check when a
+    # `dunning run` wrote it (psutil costs ~7 ms at each start).
+    import psutil
+
     try:
         return abs(psutil.Process(pid).create_time() - started_at) < 1.0
     except (psutil.Error, OSError):

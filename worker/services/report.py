@@ -12,7 +12,7 @@ No Lago call: everything comes from the ledger.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from croniter import croniter
@@ -26,6 +26,7 @@ from worker.read.next_sweep import NextSweep, next_sweep
 from worker.read.outstanding import OverdueNow, overdue_now
 from worker.read.recovery import Recovery, recovery
 from worker.services.holdout_stats import HoldoutComparison, holdout_comparison
+from worker.services.report_format import rate
 from worker.services.status import to_jsonable
 
 
@@ -79,10 +80,6 @@ class FinanceReport:
 
 def _days(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
-
-
-def rate(recovered: int, asked: int) -> float:
-    return round(recovered / asked, 4) if asked > 0 else 0.0
 
 
 def next_run_at(cron: str, now: datetime) -> datetime:
@@ -179,52 +176,3 @@ def holdout_cells(comparison: HoldoutComparison) -> list[tuple[str, ...]]:
         )
     )
     return rows
-
-
-def format_cents(cents: int) -> str:
-    sign = "-" if cents < 0 else ""
-    whole, part = divmod(abs(cents), 100)
-    return f"{sign}{whole:,}.{part:02d}"
-
-
-def format_money(cents: int | None, currency: str | None) -> str:
-    if cents is None:
-        return "-"
-    return f"{format_cents(cents)} {currency}" if currency else format_cents(cents)
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172_800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
-
-
-def counted(count: int, noun: str) -> str:
-    """`1 invoice`, `3 invoices` (nouns that take an s)."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def format_rate(value: float) -> str:
-    return f"{value * 100:.1f}%"
-
-
-def format_time(moment: datetime | None) -> str:
-    if moment is None:
-        return "-"
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def in_words(delta: timedelta) -> str:
-    """'in 35 s', 'in 4 min', 'in 2 h'."""
-    seconds = max(int(delta.total_seconds()), 0)
-    if seconds < 90:
-        return f"in {seconds} s"
-    if seconds < 5400:
-        return f"in {round(seconds / 60)} min"
-    if seconds < 172_800:
-        return f"in {round(seconds / 3600)} h"
-    return f"in {round(seconds / 86400)} d"

@@ -13,30 +13,23 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from worker.read.actions import ACTION_KINDS, ActionItem
+from worker.read.actions import ACTION_KINDS
 from worker.read.outstanding import CurrencyOverdue
-from worker.services.report import (
-    HOLDOUT_HEADERS,
-    FinanceReport,
+from worker.services.report import HOLDOUT_HEADERS, FinanceReport, holdout_cells
+from worker.services.report_charts import BUCKET_COLOURS, ageing_bars, cumulative_line
+from worker.services.report_format import (
+    ACTION_HEADERS,
+    action_cells,
     counted,
     format_cents,
     format_duration,
     format_money,
     format_rate,
     format_time,
-    holdout_cells,
     rate,
 )
-from worker.services.report_charts import BUCKET_COLOURS, ageing_bars, cumulative_line
 from worker.store.ageing import BUCKET_LABELS
 
-ACTION_TITLES = {
-    "needs_review": "Needs review",
-    "blocked": "Blocked (no licence)",
-    "refused": "Refused by Lago",
-    "paused": "Paused",
-    "exhausted": "Attempts exhausted",
-}
 #: How the summary card counts them: "2 to review, 1 exhausted".
 ACTION_COUNTS = {
     "needs_review": "to review",
@@ -332,23 +325,6 @@ def _holdouts(report: FinanceReport) -> str:
         return '<p class="empty">No policy held customers out in this period.</p>'
     rows = [cells for comparison in report.holdouts for cells in holdout_cells(comparison)]
     return _table(HOLDOUT_HEADERS, rows, numeric={2, 3}, id="holdouts")
-
-
-ACTION_HEADERS = ("What", "Customer", "Amount", "Intent", "Since", "Detail")
-
-
-def action_cells(items: Sequence[ActionItem]) -> list[list[str]]:
-    return [
-        [
-            ACTION_TITLES[item.kind],
-            item.external_customer_id,
-            format_money(item.amount_cents, item.currency),
-            f"#{item.intent_id}" if item.intent_id else "-",
-            format_time(item.since),
-            item.detail or "-",
-        ]
-        for item in items
-    ]
 
 
 def _actions(report: FinanceReport) -> str:

@@ -32,13 +32,8 @@ from starlette.staticfiles import StaticFiles
 
 from worker.logging import get_logger
 from worker.read import reading
-from worker.services.report import (
-    format_cents,
-    format_money,
-    format_rate,
-    format_time,
-    next_sweep_at,
-)
+from worker.services.report import next_sweep_at
+from worker.services.report_format import format_cents, format_money, format_rate, format_time
 from worker.services.runtime import Runtime
 from worker.store.errors import StoreError
 from worker.web.console import auth, operations
