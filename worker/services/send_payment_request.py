@@ -36,13 +36,14 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
 from worker import metrics
+from worker.lago.errors import LagoError
 from worker.services.channels.base import PAYMENT_REQUEST, ChannelSet
 from worker.services.channels.payment_request import PaymentRequestChannel, call_lago
 from worker.services.send_recording import (
     Answer,
-    all_created,
+    quick_recordable,
     record_answers,
-    record_created_held,
+    record_quickly,
     retry_soon,
 )
 from worker.services.send_types import (
@@ -260,14 +261,15 @@ class _Pipeline:
         the run) stamp up to `free` POSTs about to start. The outcomes recorded, and each
         intent taken from `ready` with whether it was stamped (still held).
 
-        The usual turn (every answer a checked payment request, every intent still ours) is
-        four statements whatever its size (`_quick_turn`); anything else, and a quick turn
-        that meets a surprise, is rolled back and done the careful way (`_careful_turn`)."""
+        The usual turn (answers that are checked payment requests or plain refusals and
+        reschedules, every intent still ours) is four statements plus one per failure
+        (`_quick_turn`); anything else, and a quick turn that meets a surprise (rolled back),
+        is done the careful way (`_careful_turn`)."""
         starting = [self.ready.popleft() for _ in range(min(free, len(self.ready)))]
         if not (self.answered or starting):
             return [], []
         answered, self.answered = self.answered, []
-        if all_created(answered):
+        if all(quick_recordable(intent, answer) for intent, answer in answered):
             try:
                 return self._quick_turn(answered, starting)
             except (intents.NotAllHeldError, IntegrityError):
@@ -278,7 +280,7 @@ class _Pipeline:
         self, answered: list[tuple[ClaimedIntent, Answer]], starting: list[ClaimedIntent]
     ) -> tuple[list[SendOutcome], list[tuple[ClaimedIntent, bool]]]:
         with write_tx(self.ctx.engine) as session:
-            outcomes = record_created_held(self.ctx, session, answered) if answered else []
+            outcomes = record_quickly(self.ctx, session, answered) if answered else []
             if starting:
                 intents.stamp_held(
                     session,
@@ -286,8 +288,9 @@ class _Pipeline:
                     intent_ids=[intent.id for intent in starting],
                     now=self.ctx.now(),
                 )
-        for intent, _answer in answered:
-            metrics.record_sent(intent.currency)
+        for intent, answer in answered:
+            if not isinstance(answer, LagoError):
+                metrics.record_sent(intent.currency)
         return outcomes, [(intent, True) for intent in starting]
 
     def _careful_turn(

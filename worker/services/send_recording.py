@@ -115,49 +115,53 @@ def record_answers(
     return outcomes
 
 
-def all_created(answered: list[tuple[ClaimedIntent, Answer]]) -> bool:
-    """Whether every answer is a payment request that passes its checks (the common case)."""
-    return all(
-        isinstance(answer, PaymentRequest) and _check(intent, answer) is None
-        for intent, answer in answered
-    )
+def quick_recordable(intent: ClaimedIntent, answer: Answer) -> bool:
+    """Whether `record_quickly` may take this answer: a payment request that passes its
+    checks, or a failure that is simply refused or rescheduled (nothing counted, nothing that
+    stops the run). An unknown outcome, a mismatch, a 401 or a 403 go the careful way."""
+    if isinstance(answer, PaymentRequest):
+        return _check(intent, answer) is None
+    if isinstance(answer, LagoForbiddenError | LagoUnauthorizedError | LagoServerError):
+        return False
+    return isinstance(answer, LagoStatusError | LagoConnectionError)
 
 
-def record_created_held(
+def record_quickly(
     ctx: SendContext, session: Session, answered: list[tuple[ClaimedIntent, Answer]]
 ) -> list[SendOutcome]:
-    """`record_answers` for answers that `all_created` passed, on intents the caller expects
-    to hold still: two statements whatever their number, no rows read back, no savepoint.
-    Raises `intents.NotAllHeldError` (an intent is no longer held) or `IntegrityError` (a Lago id
-    is already on another intent): the caller rolls back and takes `record_answers`. Counts
-    nothing in the metrics (the caller does, after the commit)."""
+    """`record_answers` for answers that `quick_recordable` passed, on intents the caller
+    expects to hold still: the created requests with two statements whatever their number
+    (no rows read back, no savepoint), each failure with one.
+
+    Raises `intents.NotAllHeldError` (a created request's intent is no longer held) or
+    `IntegrityError` (its Lago id is already on another intent): the caller rolls back and
+    takes `record_answers`. Counts nothing in the metrics (the caller counts the requests
+    sent once the transaction has committed)."""
+    if not all(quick_recordable(intent, answer) for intent, answer in answered):
+        raise ValueError("record_quickly takes what quick_recordable passed only")
     now = ctx.now()
-    created = [
-        (intent, answer) for intent, answer in answered if isinstance(answer, PaymentRequest)
-    ]
-    if len(created) != len(answered):
-        raise ValueError("record_created_held takes created payment requests only")
-    intents.record_sent_held(
-        session,
-        owner=ctx.owner,
-        now=now,
-        results=[
-            intents.SentResult(i.id, a.lago_id, tuple(a.invoice_ids), dropped(i, a))
-            for i, a in created
-        ],
-    )
-    group_states.record_attempts(
-        session,
-        attempts=[
-            group_states.Attempt(
-                i.external_customer_id, i.currency, i.billing_entity_code, tuple(a.invoice_ids)
-            )
-            for i, a in created
-        ],
-        now=now,
-    )
-    # Counted in the metrics by the caller once the transaction has committed.
-    return [
+    created = [(i, a) for i, a in answered if isinstance(a, PaymentRequest)]
+    if created:
+        intents.record_sent_held(
+            session,
+            owner=ctx.owner,
+            now=now,
+            results=[
+                intents.SentResult(i.id, a.lago_id, tuple(a.invoice_ids), dropped(i, a))
+                for i, a in created
+            ],
+        )
+        group_states.record_attempts(
+            session,
+            attempts=[
+                group_states.Attempt(
+                    i.external_customer_id, i.currency, i.billing_entity_code, tuple(a.invoice_ids)
+                )
+                for i, a in created
+            ],
+            now=now,
+        )
+    outcomes = [
         SendOutcome(
             intent.id,
             SendStatus.SENT,
@@ -167,6 +171,12 @@ def record_created_held(
         )
         for intent, answer in created
     ]
+    outcomes += [
+        record_failure(ctx, session, intent, answer)
+        for intent, answer in answered
+        if isinstance(answer, LagoError)
+    ]
+    return outcomes
 
 
 def _check(intent: ClaimedIntent, request: PaymentRequest) -> Mismatch | None:

@@ -15,7 +15,11 @@ def insert_for(session: Session, table: Any) -> Any:
 
     Both dialects' constructs share that API; typed `Any` because they are distinct classes.
     """
-    name = session.get_bind().dialect.name
+    return insert_for_dialect(session.get_bind().dialect.name, table)
+
+
+def insert_for_dialect(name: str, table: Any) -> Any:
+    """`insert_for` by dialect name ("postgresql" or "sqlite")."""
     if name == "postgresql":
         return postgresql.insert(table)
     if name == "sqlite":

@@ -8,11 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from worker.store._dialect import insert_for
+from worker.store._dialect import insert_for, insert_for_dialect
 from worker.store.controls import active_pause_clause
 from worker.store.intents import open_group_keys
 from worker.store.keys import make_group_key
@@ -194,9 +196,16 @@ def record_attempts(session: Session, *, attempts: Iterable[Attempt], now: datet
     ]
     if not rows:
         return
+    session.execute(_attempts_upsert(session.get_bind().dialect.name), rows)
+
+
+@cache
+def _attempts_upsert(dialect: str) -> Any:
+    """Built once per dialect: the statement object keeps its SQL cache key, so each send turn
+    pays for its parameters only."""
     table = GroupStateRow.__table__
-    statement = insert_for(session, table)
-    statement = statement.on_conflict_do_update(
+    statement = insert_for_dialect(dialect, table)
+    return statement.on_conflict_do_update(
         index_elements=["group_key"],
         set_={
             "attempts_used": table.c.attempts_used + 1,
@@ -205,4 +214,3 @@ def record_attempts(session: Session, *, attempts: Iterable[Attempt], now: datet
             "updated_at": statement.excluded.updated_at,
         },
     )
-    session.execute(statement, rows)

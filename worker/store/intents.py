@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache, lru_cache
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
@@ -386,18 +387,30 @@ class NotAllHeldError(Exception):
     careful path, which sorts the intents out one by one."""
 
 
+@cache
+def _stamp_statement() -> Any:
+    """Built once: the statement object carries its SQL cache key, so executing it again
+    costs the parameters only (the hot path of every send turn)."""
+    table = _TABLE
+    return (
+        update(table)
+        .where(table.c.id.in_(bindparam("ids", expanding=True)), table.c.status == "sending")
+        .where(table.c.lease_owner == bindparam("owner"))
+        .values(
+            post_started_at=func.coalesce(
+                table.c.post_started_at, bindparam("now", type_=UTCDateTime())
+            )
+        )
+    )
+
+
 def stamp_held(session: Session, *, owner: str, intent_ids: Collection[int], now: datetime) -> None:
     """`mark_post_started` for intents the caller just claimed and still holds: one statement
-    and no rows read back (the pipeline's hot path). Raises `NotAllHeldError` when one is not held;
-    the transaction must then be rolled back."""
-    ids = sorted(set(intent_ids))
-    table = _TABLE
-    for chunk in _chunks(ids):
+    and no rows read back (the pipeline's hot path). Raises `NotAllHeldError` when one is not
+    held; the transaction must then be rolled back."""
+    for chunk in _chunks(sorted(set(intent_ids))):
         result = session.execute(
-            update(table)
-            .where(table.c.id.in_(chunk), table.c.status == "sending")
-            .where(table.c.lease_owner == owner)
-            .values(post_started_at=func.coalesce(table.c.post_started_at, _utc(now)))
+            _stamp_statement(), {"ids": list(chunk), "owner": owner, "now": now}
         )
         held = int(getattr(result, "rowcount", -1))
         if held != len(chunk):
@@ -622,46 +635,55 @@ class SentResult:
     detail: str | None = None
 
 
+@lru_cache(maxsize=_CASE_CHUNK)
+def _record_sent_statement(rows: int) -> Any:
+    """Built once per number of rows (see `_stamp_statement`): row i's values are the
+    parameters `id_i`, `lago_i`, `invoices_i` and `detail_i`, picked by CASE on the id."""
+    table = _TABLE
+
+    def by_id(name: str, type_: Any = None) -> Any:
+        return case(
+            *[(table.c.id == bindparam(f"id_{i}"), bindparam(f"{name}_{i}", type_=type_))
+              for i in range(rows)]
+        )  # fmt: skip
+
+    return (
+        update(table)
+        .where(table.c.id.in_(bindparam("ids", expanding=True)), table.c.status == "sending")
+        .where(table.c.lease_owner == bindparam("owner"))
+        .values(
+            status="sent",
+            lago_payment_request_id=by_id("lago", table.c.lago_payment_request_id.type),
+            lago_invoice_ids=by_id("invoices", table.c.lago_invoice_ids.type),
+            sent_at=bindparam("now", type_=UTCDateTime()),
+            last_error_code=None,
+            last_error=by_id("detail", table.c.last_error.type),
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=bindparam("now", type_=UTCDateTime()),
+        )
+    )
+
+
 def record_sent_held(
     session: Session, *, owner: str, now: datetime, results: Sequence[SentResult]
 ) -> None:
     """`record_sent_many` for intents the caller expects to hold still: one UPDATE per chunk
-    (the values picked per row by CASE on the id) and no rows read back. Raises `NotAllHeldError`
-    when one is not held; the transaction must then be rolled back."""
-    table = _TABLE
-    invoices_type = table.c.lago_invoice_ids.type
+    and no rows read back. Raises `NotAllHeldError` when one is not held; the transaction must
+    then be rolled back."""
     for start in range(0, len(results), _CASE_CHUNK):
         chunk = results[start : start + _CASE_CHUNK]
         ids = [result.intent_id for result in chunk]
         if len(set(ids)) != len(ids):
             raise NotAllHeldError("the same intent twice in one record")
-        lago_ids = {r.intent_id: r.lago_payment_request_id for r in chunk}
-        invoices = {
-            r.intent_id: literal(sorted(set(r.lago_invoice_ids)), type_=invoices_type)
-            for r in chunk
-        }
-        details = {r.intent_id: _one_line(r.detail) for r in chunk}
-        result = session.execute(
-            update(table)
-            .where(table.c.id.in_(ids), table.c.status == "sending")
-            .where(table.c.lease_owner == owner)
-            .values(
-                status="sent",
-                lago_payment_request_id=case(lago_ids, value=table.c.id),
-                lago_invoice_ids=case(invoices, value=table.c.id),
-                sent_at=now,
-                last_error_code=None,
-                last_error=(
-                    case(details, value=table.c.id)
-                    if any(detail is not None for detail in details.values())
-                    else None
-                ),
-                lease_owner=None,
-                lease_expires_at=None,
-                updated_at=now,
-            )
-        )
-        held = int(getattr(result, "rowcount", -1))
+        params: dict[str, Any] = {"ids": ids, "owner": owner, "now": now}
+        for i, sent in enumerate(chunk):
+            params[f"id_{i}"] = sent.intent_id
+            params[f"lago_{i}"] = sent.lago_payment_request_id
+            params[f"invoices_{i}"] = sorted(set(sent.lago_invoice_ids))
+            params[f"detail_{i}"] = _one_line(sent.detail)
+        written = session.execute(_record_sent_statement(len(chunk)), params)
+        held = int(getattr(written, "rowcount", -1))
         if held != len(chunk):
             raise NotAllHeldError(f"{len(chunk)} intents to record, {held} held")
 
