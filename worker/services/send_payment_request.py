@@ -218,6 +218,9 @@ class _Pipeline:
         self.batch_size = batch_size
         self.hooks = hooks
         self.ready: deque[ClaimedIntent] = deque()
+        #: Stamped (`post_started_at` committed) and waiting for a free slot: at most one
+        #: window (`concurrency`) of them, the only intents a crash leaves stamped unposted.
+        self.stamped: deque[ClaimedIntent] = deque()
         self.inflight: dict[Future[Answer], ClaimedIntent] = {}
         #: POSTs that came back, in the order they did (put there by the sending threads).
         self.finished: SimpleQueue[Future[Answer]] = SimpleQueue()
@@ -230,35 +233,46 @@ class _Pipeline:
         early (the generator is closed)."""
         stopping = False
         try:
-            while self.todo or self.ready or self.inflight or self.answered:
+            while self.todo or self.ready or self.stamped or self.inflight or self.answered:
                 if not stopping and len(self.ready) < concurrency and self.todo:
                     yield from self._claim_more()
                 if self.answered and self.hooks is not None:
                     self.hooks.after_post()
-                outcomes, started = self._turn(0 if stopping else concurrency - len(self.inflight))
+                # Keep one window of POSTs stamped ahead, so a slot that frees starts its
+                # next POST at once instead of waiting for the next turn's commit.
+                ahead = 0 if stopping else concurrency - len(self.stamped)
+                outcomes, stamped = self._turn(ahead)
                 for outcome in outcomes:
                     stopping = stopping or outcome.stops_run
                     yield outcome
-                for intent, stamped in started:
-                    if not stamped:
-                        yield lease_lost(intent.id)
+                for intent, held in stamped:
+                    if held:
+                        self.stamped.append(intent)
                     else:
-                        future = pool.submit(call_lago, self.ctx, intent)
-                        self.inflight[future] = intent
-                        future.add_done_callback(self.finished.put)
+                        yield lease_lost(intent.id)
                 if stopping:
                     self.todo.clear()
                     self._give_back()
+                self._start(pool, concurrency)
                 self._collect_answers()
+                self._start(pool, concurrency)
         except GeneratorExit:
             # The caller stopped reading (e.g. the run is blocked). Any other exception is
             # left as a crash would leave it: leases expire and the next holder reconciles.
             self._wind_down()
             raise
 
+    def _start(self, pool: ThreadPoolExecutor, concurrency: int) -> None:
+        """Start stamped POSTs in the free slots."""
+        while self.stamped and len(self.inflight) < concurrency:
+            intent = self.stamped.popleft()
+            future = pool.submit(call_lago, self.ctx, intent)
+            self.inflight[future] = intent
+            future.add_done_callback(self.finished.put)
+
     def _turn(self, free: int) -> tuple[list[SendOutcome], list[tuple[ClaimedIntent, bool]]]:
         """One transaction: record every answer that came back, then (unless one of them stops
-        the run) stamp up to `free` POSTs about to start. The outcomes recorded, and each
+        the run) stamp up to `free` POSTs to start next. The outcomes recorded, and each
         intent taken from `ready` with whether it was stamped (still held).
 
         The usual turn (answers that are checked payment requests or plain refusals and
@@ -336,8 +350,8 @@ class _Pipeline:
             self.answered.append((self.inflight.pop(future), future.result()))
 
     def _give_back(self) -> None:
-        """Release the intents claimed whose POST has not started."""
-        if not self.ready:
+        """Release the intents claimed whose POST has not started (stamped ahead or not)."""
+        if not (self.ready or self.stamped):
             return
         with write_tx(self.ctx.engine) as session:
             intents.release_unstarted(
@@ -346,12 +360,19 @@ class _Pipeline:
                 intent_ids=[intent.id for intent in self.ready],
                 now=self.ctx.now(),
             )
+            intents.release_stamped_unstarted(
+                session,
+                owner=self.ctx.owner,
+                intent_ids=[intent.id for intent in self.stamped],
+                now=self.ctx.now(),
+            )
         self.ready.clear()
+        self.stamped.clear()
 
     def _wind_down(self) -> None:
         """After an early stop: record what is in flight, give back what never started. (A
         database failure here leaves leases to expire: the next holder reconciles.)"""
-        if not (self.ready or self.inflight or self.answered):
+        if not (self.ready or self.stamped or self.inflight or self.answered):
             return
         self._give_back()
         while self.inflight:

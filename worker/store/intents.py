@@ -441,6 +441,29 @@ def release_unstarted(
     return released
 
 
+def release_stamped_unstarted(
+    session: Session, *, owner: str, intent_ids: Collection[int], now: datetime
+) -> set[int]:
+    """Give back claimed intents that were stamped ahead of a POST the caller knows never
+    started (a send pipeline that stops early): pending again, due now, the stamp cleared.
+    Only for intents that had no stamp before this claim. Returns the ids released."""
+    released: set[int] = set()
+    table = _TABLE
+    for chunk in _chunks(sorted(set(intent_ids))):
+        released.update(
+            session.scalars(
+                update(table)
+                .where(table.c.id.in_(chunk), table.c.status == "sending")
+                .where(table.c.lease_owner == owner)
+                .values(
+                    status="pending", next_attempt_at=now, post_started_at=None, **_release(now)
+                )
+                .returning(table.c.id)
+            )
+        )
+    return released
+
+
 def restart_post_window(session: Session, *, intent_id: int, owner: str, now: datetime) -> bool:
     """Before re-POSTing after a settled, empty reconcile: a new POST starts now."""
     return _update_leased(session, intent_id, owner, post_started_at=now, updated_at=now)
