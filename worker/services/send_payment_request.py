@@ -17,10 +17,11 @@ reconciles whatever we did.
 `send_payment_requests` runs many intents as a pipeline: claims are topped up a chunk at a
 time, up to `concurrency` POSTs are in flight (a sliding window: a finished POST frees its
 slot at once, no batch waits for its slowest member), and each turn of the loop is one
-transaction that records every answer that has come back and stamps the POSTs about to
-start; they start once it commits. The database work per payment request stays a fraction of
-a few statements: a turn records and stamps as many intents as came back while the last one
-ran.
+transaction that records every answer that has come back and stamps the next POSTs, up to one
+window (`concurrency`) of them ahead, so a freed slot starts its next POST at once. Those few
+stamped-but-unposted intents are the pipeline's only widening of step 3: after a crash they are
+reconciled (nothing found, then sent once), never sent twice. A usual turn is four statements
+whatever its size (`_quick_turn`).
 """
 
 from __future__ import annotations
