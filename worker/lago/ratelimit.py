@@ -42,8 +42,10 @@ HEADROOM = 0.95
 #: How long `Remaining: 0` on an accepted call holds everybody (see the module docstring).
 EMPTY_HOLD_S = 0.1
 #: Tokens saved up while idle, in seconds of the rate: a full second's burst could double the
-#: rate a sliding window sees right after an idle spell.
-BURST_SECONDS = 0.05
+#: rate a sliding window sees right after an idle spell, and even a few tokens over the paced
+#: rate fill a sliding second to the limit now and then (a 429 holds everybody for a while).
+#: At 50/s this is one token.
+BURST_SECONDS = 0.02
 
 
 @dataclass(frozen=True, slots=True)
