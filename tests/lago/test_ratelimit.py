@@ -187,7 +187,7 @@ def test_nothing_remaining_holds_every_request_for_a_moment() -> None:
 def test_the_limiter_from_settings_saves_up_only_a_short_burst() -> None:
     local = limiter_from_settings(load_settings(rate_limit_rps=50, broker_url=None))
     assert isinstance(local, TokenBucket)
-    assert local.burst == 3  # 50 ms of the rate, not a whole second
+    assert local.burst == 1  # 20 ms of the rate: one token, not a whole second
 
 
 def test_limiters_satisfy_the_protocol() -> None:
