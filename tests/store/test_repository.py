@@ -371,7 +371,8 @@ def _claimed_pair(engine: Engine) -> tuple[int, int]:
     with write_tx(engine) as session:
         first = _add(session, customer="cus_q1", invoices=("inv_1",))
         second = _add(session, customer="cus_q2", invoices=("inv_3", "inv_2"))
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     claimed = intents.claim_intents(engine, owner="w", now=T0, lease_seconds=60, limit=10)
     assert {c.id for c in claimed} == {first, second}
     return first, second
