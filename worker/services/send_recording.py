@@ -71,26 +71,11 @@ def record_answers(
     try:
         with session.begin_nested():
             held = intents.record_sent_many(
-                session,
-                owner=ctx.owner,
-                now=now,
-                results=[
-                    intents.SentResult(i.id, a.lago_id, tuple(a.invoice_ids), dropped(i, a))
-                    for i, a in created
-                ],
+                session, owner=ctx.owner, now=now, results=_sent_results(created)
             )
             group_states.record_attempts(
                 session,
-                attempts=[
-                    group_states.Attempt(
-                        i.external_customer_id,
-                        i.currency,
-                        i.billing_entity_code,
-                        tuple(a.invoice_ids),
-                    )
-                    for i, a in created
-                    if i.id in held
-                ],
+                attempts=_attempts([(i, a) for i, a in created if i.id in held]),
                 now=now,
             )
     except IntegrityError:
@@ -142,25 +127,8 @@ def record_quickly(
     now = ctx.now()
     created = [(i, a) for i, a in answered if isinstance(a, PaymentRequest)]
     if created:
-        intents.record_sent_held(
-            session,
-            owner=ctx.owner,
-            now=now,
-            results=[
-                intents.SentResult(i.id, a.lago_id, tuple(a.invoice_ids), dropped(i, a))
-                for i, a in created
-            ],
-        )
-        group_states.record_attempts(
-            session,
-            attempts=[
-                group_states.Attempt(
-                    i.external_customer_id, i.currency, i.billing_entity_code, tuple(a.invoice_ids)
-                )
-                for i, a in created
-            ],
-            now=now,
-        )
+        intents.record_sent_held(session, owner=ctx.owner, now=now, results=_sent_results(created))
+        group_states.record_attempts(session, attempts=_attempts(created), now=now)
     outcomes = [
         SendOutcome(
             intent.id,
@@ -177,6 +145,23 @@ def record_quickly(
         if isinstance(answer, LagoError)
     ]
     return outcomes
+
+
+def _sent_results(
+    created: list[tuple[ClaimedIntent, PaymentRequest]],
+) -> list[intents.SentResult]:
+    return [
+        intents.SentResult(i.id, a.lago_id, tuple(a.invoice_ids), dropped(i, a)) for i, a in created
+    ]
+
+
+def _attempts(created: list[tuple[ClaimedIntent, PaymentRequest]]) -> list[group_states.Attempt]:
+    return [
+        group_states.Attempt(
+            i.external_customer_id, i.currency, i.billing_entity_code, tuple(a.invoice_ids)
+        )
+        for i, a in created
+    ]
 
 
 def _check(intent: ClaimedIntent, request: PaymentRequest) -> Mismatch | None:
