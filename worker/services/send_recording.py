@@ -86,15 +86,7 @@ def record_answers(
     for intent, answer in created:
         if intent.id in held:
             metrics.record_sent(intent.currency)
-            outcomes.append(
-                SendOutcome(
-                    intent.id,
-                    SendStatus.SENT,
-                    lago_id=answer.lago_id,
-                    detail=dropped(intent, answer),
-                    posted=True,
-                )
-            )
+            outcomes.append(_sent_outcome(intent, answer))
         else:
             outcomes.append(lease_lost(intent.id, lago_id=answer.lago_id, posted=True))
     return outcomes
@@ -129,22 +121,23 @@ def record_quickly(
     if created:
         intents.record_sent_held(session, owner=ctx.owner, now=now, results=_sent_results(created))
         group_states.record_attempts(session, attempts=_attempts(created), now=now)
-    outcomes = [
-        SendOutcome(
-            intent.id,
-            SendStatus.SENT,
-            lago_id=answer.lago_id,
-            detail=dropped(intent, answer),
-            posted=True,
-        )
-        for intent, answer in created
-    ]
+    outcomes = [_sent_outcome(intent, answer) for intent, answer in created]
     outcomes += [
         record_failure(ctx, session, intent, answer)
         for intent, answer in answered
         if isinstance(answer, LagoError)
     ]
     return outcomes
+
+
+def _sent_outcome(intent: ClaimedIntent, answer: PaymentRequest) -> SendOutcome:
+    return SendOutcome(
+        intent.id,
+        SendStatus.SENT,
+        lago_id=answer.lago_id,
+        detail=dropped(intent, answer),
+        posted=True,
+    )
 
 
 def _sent_results(
