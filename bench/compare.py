@@ -6,9 +6,11 @@
 - peer: `python -m bench.peer` (the sequential official-client script), once.
 
 Ours and bare alternate (ABAB...) and the sandbox is reset to the same fresh data before each
-side; the figure of each side is its median. Wall time is measured from spawn to exit, CPU and
-peak RSS come from the child's rusage (`os.wait4`). Each side's work (invoices listed, groups,
-payment requests the sandbox created) is reported next to its time.
+side; the figure of each side is its median. Wall time, CPU and peak RSS of each process are
+measured by `bench.launch`, a small parent between the harness and the command (spawned straight
+from the harness, a command would report the harness's own RSS high-water mark as its peak).
+Each side's work (invoices listed, groups, payment requests the sandbox created) is reported
+next to its time.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,25 +33,24 @@ SEED = 11
 
 def _timed(command: list[str], env: dict[str, str], log: Path, timeout: float) -> dict[str, Any]:
     """Run `command` to its end; its JSON stdout plus wall, CPU and peak RSS of the process."""
+    usage_file = log.with_suffix(".usage.json")
+    launched = python_command("-m", "bench.launch", "--usage-out", str(usage_file), "--", *command)
     with log.open("ab") as errors:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=errors
-        )
-        assert process.stdout is not None
-        output = process.stdout.read()
-        _pid, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
+        process = subprocess.run(
+            launched, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=errors,
+            timeout=timeout + 60, check=False,
+        )  # fmt: skip
     if process.returncode != 0:
         raise HarnessError(f"{command[1:4]} failed (exit {process.returncode}); see {log}")
-    if wall > timeout:
-        raise HarnessError(f"{command[1:4]} took {wall:.0f} s (more than {timeout:.0f} s)")
-    result: dict[str, Any] = json.loads(output.decode().strip().splitlines()[-1])
+    usage = json.loads(usage_file.read_text())
+    if usage["wall_s"] > timeout:
+        took = usage["wall_s"]
+        raise HarnessError(f"{command[1:4]} took {took:.0f} s (more than {timeout:.0f} s)")
+    result: dict[str, Any] = json.loads(process.stdout.decode().strip().splitlines()[-1])
     result.update(
-        process_wall_s=wall,
-        process_cpu_s=usage.ru_utime + usage.ru_stime,
-        process_peak_rss_mb=usage.ru_maxrss / 1024,
+        process_wall_s=usage["wall_s"],
+        process_cpu_s=usage["cpu_s"],
+        process_peak_rss_mb=usage["peak_rss_mb"],
     )
     return result
 

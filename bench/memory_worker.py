@@ -7,26 +7,27 @@ customer, from the sandbox generator) are cloned under fresh ids, 100 per page, 
 JSON bytes and parsed by the worker's own page parser, then fed to `collect_groups` and
 `decide()` exactly as a sweep does (groups read back from the spool one at a time). Nothing is
 written to the ledger. Run in its own process so
-its peak RSS (`ru_maxrss`) belongs to one size only.
+its peak RSS (`VmHWM`, its own, not the harness's) belongs to one size only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.launch import own_peak_rss_mb
+
 PER_PAGE = 100
 BASE_CUSTOMERS = 200
 
 
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return own_peak_rss_mb()
 
 
 def base_invoices() -> list[dict[str, Any]]:

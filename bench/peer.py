@@ -19,6 +19,8 @@ from typing import Any
 from lago_python_client.client import Client
 from lago_python_client.models import PaymentRequest
 
+from bench.launch import own_peak_rss_mb
+
 PER_PAGE = 100
 OVERDUE_FILTERS: dict[str, Any] = {
     "status": "finalized",
@@ -83,7 +85,7 @@ def run_peer(lago_url: str, api_key: str) -> dict[str, Any]:
         "payment_requests_failed": failed,
         "list_pages": page,
         "cpu_s": usage.ru_utime + usage.ru_stime,
-        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "peak_rss_mb": own_peak_rss_mb(),
     }
 
 

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.launch import own_peak_rss_mb
+
 
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -43,7 +45,7 @@ def run(lago_url: str, policy: Path, data_dir: Path) -> dict[str, Any]:
     return {
         "wall_s": wall,
         "cpu_s": cpu,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": own_peak_rss_mb(),
         "invoices_seen": summary.invoices_seen,
         "groups": summary.groups,
         "intents": len(summary.intent_ids),
