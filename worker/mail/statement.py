@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cache
 from importlib import resources
-
-from jinja2 import TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+from typing import TYPE_CHECKING
 
 from config.channels import EmailTemplate
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
 
 #: Currencies without minor units (ISO 4217 exponent 0) among those Lago bills in.
 _ZERO_DECIMAL = frozenset(
@@ -96,12 +98,21 @@ def _default(name: str) -> str:
     return resources.files("worker.mail").joinpath("templates", name).read_text("utf-8")
 
 
-_TEXT = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
-_HTML = SandboxedEnvironment(autoescape=True)
+@cache
+def _environment(*, html: bool) -> SandboxedEnvironment:
+    """Jinja2 is imported on the first email rendered (a sweep without email never pays it)."""
+    from jinja2.sandbox import SandboxedEnvironment
+
+    if html:
+        return SandboxedEnvironment(autoescape=True)
+    return SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
 
 
 def render(statement: Statement, template: EmailTemplate | None = None) -> Rendered:
     """The subject (one line), text and HTML of `statement`."""
+    from jinja2 import TemplateError
+
+    text, html = _environment(html=False), _environment(html=True)
     chosen = template or EmailTemplate()
     context = {
         "customer_name": statement.customer_name,
@@ -114,9 +125,9 @@ def render(statement: Statement, template: EmailTemplate | None = None) -> Rende
     }
     parts: dict[str, str] = {}
     for part, environment, source in (
-        ("subject", _TEXT, chosen.subject or _default("subject.j2")),
-        ("text", _TEXT, chosen.text or _default("body.txt.j2")),
-        ("html", _HTML, chosen.html or _default("body.html.j2")),
+        ("subject", text, chosen.subject or _default("subject.j2")),
+        ("text", text, chosen.text or _default("body.txt.j2")),
+        ("html", html, chosen.html or _default("body.html.j2")),
     ):
         try:
             parts[part] = environment.from_string(source).render(context)

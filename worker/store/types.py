@@ -6,15 +6,29 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Integer
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 # SQLite only auto-increments an `INTEGER PRIMARY KEY`; PostgreSQL gets a 64-bit identity.
 BigIntPK: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")
 
-# JSON everywhere; JSONB on PostgreSQL (indexable, compact).
-PortableJSON: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
+
+class _PortableJSON(TypeDecorator[Any]):
+    """JSON everywhere; JSONB on PostgreSQL (indexable, compact). The PostgreSQL dialect is
+    imported only by a process that talks to PostgreSQL."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(JSON())
+
+
+PortableJSON: TypeEngine[Any] = _PortableJSON()
 
 
 class UTCDateTime(TypeDecorator[datetime]):
