@@ -9,7 +9,7 @@ UV := $(if $(UV_SYSTEM),$(UV_SYSTEM),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen
 # Trust the operating system's certificate store (corporate proxies, private mirrors).
 export UV_SYSTEM_CERTS ?= 1
-PACKAGES := config worker tasks sandbox
+PACKAGES := config worker tasks sandbox bench
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test lint typecheck format check-imports pytest bench chaos chaos-short sandbox migrate clean

@@ -112,17 +112,15 @@ def _due(invoice: Mapping[str, Any]) -> int | None:
     """The amount due as shown, or derived like Lago does; None when it cannot be known."""
     if invoice.get("total_due_amount_cents") is not None:
         return int(invoice["total_due_amount_cents"])
-    parts = [
-        invoice.get(name)
-        for name in (
-            "total_amount_cents",
-            "total_paid_amount_cents",
-            "total_offsetted_credit_note_amount_cents",
-        )
-    ]
-    if any(part is None for part in parts):
+    names = (
+        "total_amount_cents",
+        "total_paid_amount_cents",
+        "total_offsetted_credit_note_amount_cents",
+    )
+    if any(invoice.get(name) is None for name in names):
         return None
-    return int(parts[0]) - int(parts[1]) - int(parts[2])
+    total, paid, credited = (int(invoice[name]) for name in names)
+    return total - paid - credited
 
 
 def _overdue(invoice: Mapping[str, Any], today: date) -> bool:
