@@ -195,6 +195,10 @@ def superseded_clause() -> Exists:
     )
 
 
+#: Rows fetched at a time when scanning every unsettled intent.
+_STREAM_ROWS = 1000
+
+
 def left_the_listing(session: Session, *, still_overdue: AbstractSet[str], cap: int) -> list[int]:
     """Unsettled sent/adopted intents with an invoice the overdue listing no longer shows.
 
@@ -202,17 +206,22 @@ def left_the_listing(session: Session, *, still_overdue: AbstractSet[str], cap: 
     now, whatever their backoff says. At most `cap` ids.
     """
     found: list[int] = []
+    # Streamed a thousand rows at a time (a server-side cursor on PostgreSQL): a ledger
+    # keeps months of unsettled requests, and none of them needs to be in memory at once.
     rows = session.execute(
-        select(PaymentRequestIntent.id, PaymentRequestIntent.invoice_ids).where(
+        select(PaymentRequestIntent.id, PaymentRequestIntent.invoice_ids)
+        .where(
             PaymentRequestIntent.status.in_(TRACKED_STATUSES),
             PaymentRequestIntent.resolved_at.is_(None),
         )
+        .execution_options(yield_per=_STREAM_ROWS)
     )
-    for intent_id, invoice_ids in rows:
-        if any(invoice_id not in still_overdue for invoice_id in invoice_ids):
-            found.append(int(intent_id))
-            if len(found) >= cap:
-                break
+    with rows:  # closes the cursor when the cap stops the scan early
+        for intent_id, invoice_ids in rows:
+            if any(invoice_id not in still_overdue for invoice_id in invoice_ids):
+                found.append(int(intent_id))
+                if len(found) >= cap:
+                    break
     return found
 
 
