@@ -44,3 +44,11 @@ def test_the_command_exit_code_is_passed_on(tmp_path: Path) -> None:
     usage_file = tmp_path / "usage.json"
     assert _launch(usage_file, "raise SystemExit(3)").returncode == 3
     assert json.loads(usage_file.read_text())["exit_code"] == 3
+
+
+def test_no_command_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "bench.launch", "--usage-out", str(tmp_path / "u.json")]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith("error: no command to run")
+    assert not (tmp_path / "u.json").exists()
