@@ -238,6 +238,43 @@ def test_two_redis_limiters_share_one_budget(redis_key: str) -> None:
 
 
 @pytest.mark.redis
+def test_redis_limiters_hand_out_turns_in_order_one_interval_apart(redis_key: str) -> None:
+    # Callers that must wait are each given their own later turn (no race for the next
+    # token): here the sleeps are not real, so each wait is one interval more than the last.
+    asked: list[float] = []
+    limiters = [
+        RedisTokenBucket(REDIS_URL, redis_key, 10, burst=1, sleep=asked.append) for _ in range(3)
+    ]
+    for index in range(9):
+        limiters[index % 3].acquire()
+    assert len(asked) == 8  # the first caller went at once
+    assert asked == pytest.approx([0.1 * n for n in range(1, 9)], abs=0.03)
+    for limiter in limiters:
+        limiter.close()
+
+
+@pytest.mark.redis
+def test_a_pause_that_comes_while_a_caller_waits_for_its_turn_holds_it(redis_key: str) -> None:
+    other = RedisTokenBucket(REDIS_URL, redis_key, 10, burst=1)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        if not slept:
+            other.pause(0.3)  # a 429 elsewhere while this caller sleeps until its turn
+        slept.append(seconds)
+        real_sleep(seconds)
+
+    waiting = RedisTokenBucket(REDIS_URL, redis_key, 10, burst=1, sleep=sleep)
+    other.acquire()
+    waiting.acquire()
+    assert slept[0] == pytest.approx(0.1, abs=0.03)  # its turn
+    assert 0.1 < slept[1] <= 0.3  # then the pause, and a new turn after it (no wait left)
+    assert len(slept) == 2
+    other.close()
+    waiting.close()
+
+
+@pytest.mark.redis
 def test_a_redis_pause_is_seen_by_the_other_limiter(redis_key: str) -> None:
     refuse = RefuseToWait()
     first = RedisTokenBucket(REDIS_URL, redis_key, 1000, burst=1000, sleep=refuse)
