@@ -31,6 +31,8 @@ NOT_FOR_STATUS = (
     "celery",
     "httpx",
     "alembic",
+    # A SQLite ledger never loads the PostgreSQL dialect (see `worker.store.models`).
+    "sqlalchemy.dialects.postgresql",
 )
 
 _PROBE = """

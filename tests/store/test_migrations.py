@@ -107,6 +107,36 @@ def test_models_match_migrations(empty_url: str) -> None:
         engine.dispose()
 
 
+def test_the_partial_indexes_name_their_where_clause_for_the_engine_in_use(
+    empty_url: str,
+) -> None:
+    # The clauses are given when an engine is built (`make_engine`), not at import: the
+    # model's DDL then matches the migrations' partial indexes on that engine.
+    from sqlalchemy.schema import CreateIndex
+
+    engine = make_engine(empty_url)
+    try:
+        indexes = {
+            index.name: index
+            for table in Base.metadata.tables.values()
+            for index in table.indexes
+            if index.info.get("where")
+        }
+        assert set(indexes) == {"uq_intents_open_group", "uq_holdout_entries_open_group"}
+        ddl = {
+            name: " ".join(str(CreateIndex(index).compile(dialect=engine.dialect)).split())
+            for name, index in indexes.items()
+        }
+        assert ddl["uq_intents_open_group"].endswith(
+            "(group_key) WHERE status IN ('pending', 'sending')"
+        )
+        assert ddl["uq_holdout_entries_open_group"].endswith(
+            "(group_key) WHERE resolved_at IS NULL"
+        )
+    finally:
+        engine.dispose()
+
+
 def test_a_newer_schema_is_refused_with_one_line(empty_url: str) -> None:
     upgrade(empty_url)
     engine = make_engine(empty_url)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from config import Settings
 from worker.store.errors import StoreConfigError, bad_option, translate_errors
+from worker.store.models import give_partial_indexes_their_clauses
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE_OPTION = "dunning_write_tx"
@@ -54,10 +55,14 @@ def make_engine(
             raise StoreConfigError(
                 "invalid DUNNING_DATABASE_URL: a SQLite URL takes no options after '?'; remove them"
             )
-        return _make_sqlite_engine(url, parsed.database, busy_timeout_ms, create_directory)
+        engine = _make_sqlite_engine(url, parsed.database, busy_timeout_ms, create_directory)
+        give_partial_indexes_their_clauses(engine.dialect.name)
+        return engine
     if backend == "postgresql":
         _check_postgres_options(parsed)
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        give_partial_indexes_their_clauses(engine.dialect.name)
+        return engine
     if backend == "postgres":
         raise StoreConfigError(
             "invalid DUNNING_DATABASE_URL: postgres:// is not a SQLAlchemy URL scheme, "

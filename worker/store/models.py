@@ -3,6 +3,12 @@
 Statuses are plain strings guarded by CHECK constraints (no database enum types: adding a
 value stays a one-line migration on both engines). Datetimes are aware UTC (`UTCDateTime`).
 Secondary indexes are declared here too; migration 0002 creates them.
+
+The two partial unique indexes name their WHERE clause per dialect only once an engine of that
+dialect is built (`give_partial_indexes_their_clauses`, called by `make_engine`): declared as
+`sqlite_where=`/`postgresql_where=` keywords, they would make every process that imports the
+models import both SQL dialects (SQLAlchemy loads a dialect to check its keywords), which
+costs a PostgreSQL dialect import at every start of a SQLite deployment.
 """
 
 from __future__ import annotations
@@ -34,6 +40,17 @@ NAMING_CONVENTION: Final = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+#: Dialects whose partial indexes take a `<dialect>_where` clause.
+PARTIAL_INDEX_DIALECTS: Final = ("sqlite", "postgresql")
+
+
+def _partial_unique_index(name: str, column: str, where: str) -> Index:
+    """A unique index over the rows matching `where` (see the module docstring)."""
+    index = Index(name, column, unique=True)
+    index.info["where"] = where
+    return index
+
 
 RUN_TRIGGERS: Final = ("beat", "cli", "celery", "api")
 RUN_STATUSES: Final = ("running", "succeeded", "failed", "blocked", "abandoned")
@@ -76,6 +93,17 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime}
 
 
+def give_partial_indexes_their_clauses(dialect_name: str) -> None:
+    """Name the WHERE clause of every partial index for `dialect_name` (idempotent)."""
+    if dialect_name not in PARTIAL_INDEX_DIALECTS:
+        return
+    for table in Base.metadata.tables.values():
+        for index in table.indexes:
+            where = index.info.get("where")
+            if where is not None:
+                index.dialect_kwargs[f"{dialect_name}_where"] = text(where)
+
+
 class SweepRun(Base):
     __tablename__ = "sweep_runs"
     __table_args__ = (
@@ -113,12 +141,8 @@ class PaymentRequestIntent(Base):
         CheckConstraint(f"outcome IS NULL OR {_in_list('outcome', OUTCOMES)}", name="outcome"),
         CheckConstraint("attempt_number >= 1", name="attempt_number"),
         # At most ONE open intent per group, whatever the sweeps do.
-        Index(
-            "uq_intents_open_group",
-            "group_key",
-            unique=True,
-            sqlite_where=text(_in_list("status", OPEN_INTENT_STATUSES)),
-            postgresql_where=text(_in_list("status", OPEN_INTENT_STATUSES)),
+        _partial_unique_index(
+            "uq_intents_open_group", "group_key", _in_list("status", OPEN_INTENT_STATUSES)
         ),
         # The claim scan: due pending rows and expired leases.
         Index("ix_intents_status_next_attempt", "status", "next_attempt_at"),
@@ -271,13 +295,7 @@ class HoldoutEntry(Base):
 
     __tablename__ = "holdout_entries"
     __table_args__ = (
-        Index(
-            "uq_holdout_entries_open_group",
-            "group_key",
-            unique=True,
-            sqlite_where=text("resolved_at IS NULL"),
-            postgresql_where=text("resolved_at IS NULL"),
-        ),
+        _partial_unique_index("uq_holdout_entries_open_group", "group_key", "resolved_at IS NULL"),
         Index("ix_holdout_entries_customer", "external_customer_id"),
     )
 
