@@ -18,6 +18,7 @@ from config.policies import PolicySet, load_policies
 from worker import metrics
 from worker.lago import LagoClient
 from worker.lago.ratelimit import limiter_from_settings
+from worker.malloc_arenas import cap_malloc_arenas
 from worker.store.db import engine_for
 from worker.store.migrate import ensure_schema_current
 
@@ -50,7 +51,9 @@ def open_runtime(
     check_schema: bool = True,
     clock: Callable[[], datetime] = utc_now,
 ) -> Runtime:
-    """Build the runtime. `lago_url` overrides the settings (the CLI passes the sandbox URL)."""
+    """Build the runtime. `lago_url` overrides the settings (the CLI passes the sandbox URL).
+    Also caps the C allocator's arenas for the threads to come (`worker.malloc_arenas`)."""
+    cap_malloc_arenas()
     policies = load_policies(settings.policy_file)
     engine = engine_for(settings)
     if check_schema:
