@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from queue import Empty, SimpleQueue
@@ -189,7 +189,7 @@ def send_payment_requests(
     )
     pipeline = _Pipeline(
         ctx,
-        list(dict.fromkeys(intent_ids)),
+        dict.fromkeys(intent_ids),
         lease_seconds,
         batch_size,
         hooks,
@@ -206,7 +206,7 @@ class _Pipeline:
     def __init__(
         self,
         ctx: SendContext,
-        intent_ids: list[int],
+        intent_ids: Iterable[int],
         lease_seconds: int,
         batch_size: int,
         hooks: SendHooks | None,
