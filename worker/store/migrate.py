@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 #: The newest revision in migrations/versions (a test checks it against Alembic's head).
-HEAD_REVISION = "0010_operator_actions"
+HEAD_REVISION = "0011_intent_group_index"
 
 
 def _config() -> Config:

@@ -148,6 +148,8 @@ class PaymentRequestIntent(Base):
         Index("ix_intents_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_intents_customer", "external_customer_id"),
         Index("ix_intents_run", "run_id"),
+        # Reconcile's "superseded" check: a newer intent of the same group (migration 0011).
+        Index("ix_intents_group_key_id", "group_key", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
