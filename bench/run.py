@@ -157,6 +157,7 @@ def sweep_and_peer(
             "peak_rss_mb": ours["peak_rss_mb"],
             "payment_requests_created": ours["payment_requests_created"],
             "calls_by_endpoint": stats,
+            "phases": ours.get("phases", {}),
             "database": "postgresql",
             "holds": ours["cpu_s"] / max(1, ours["invoices_seen"]) * 1000 <= 0.75
             and calls <= minimum,

@@ -24,6 +24,43 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class PhaseClock:
+    """A sweep progress display that notes wall and CPU time where the sweep's phases meet.
+
+    Phases: `list` (paging, judging, grouping: to the last page's progress), `decide`
+    (decisions and intents written: to the first answer recorded), `send` (to the last answer
+    recorded) and `finish` (reconcile, snapshot, the run row). A phase whose end was never
+    seen is counted in the next one (with nothing sent, `finish` holds the decisions too).
+    """
+
+    def __init__(self) -> None:
+        self.started = (time.perf_counter(), _cpu_s())
+        self.marks: dict[str, tuple[float, float]] = {}
+
+    def _mark(self, name: str) -> None:
+        self.marks[name] = (time.perf_counter(), _cpu_s())
+
+    def listed(self, invoices_seen: int) -> None:
+        self._mark("listed")  # each hundredth invoice: the last one stays
+
+    def sending(self, done: int, total: int) -> None:
+        if "first_answer" not in self.marks:
+            self._mark("first_answer")
+        if done == total:
+            self._mark("last_answer")
+
+    def phases(self) -> dict[str, dict[str, float]]:
+        """{phase: {"wall_s", "cpu_s"}} up to now."""
+        ends = [("list", "listed"), ("decide", "first_answer"), ("send", "last_answer")]
+        points = [("start", self.started)]
+        points += [(phase, self.marks[mark]) for phase, mark in ends if mark in self.marks]
+        points.append(("finish", (time.perf_counter(), _cpu_s())))
+        return {
+            phase: {"wall_s": wall - points[i][1][0], "cpu_s": cpu - points[i][1][1]}
+            for i, (phase, (wall, cpu)) in enumerate(points[1:])
+        }
+
+
 def run(lago_url: str, policy: Path, data_dir: Path) -> dict[str, Any]:
     from config import load_settings
     from worker.services.runtime import open_runtime
@@ -37,9 +74,11 @@ def run(lago_url: str, policy: Path, data_dir: Path) -> dict[str, Any]:
     try:
         cpu_before = _cpu_s()
         started = time.perf_counter()
-        summary = run_sweep(runtime, trigger="cli")
+        clock = PhaseClock()
+        summary = run_sweep(runtime, trigger="cli", progress=clock)
         wall = time.perf_counter() - started
         cpu = _cpu_s() - cpu_before
+        phases = clock.phases()
     finally:
         runtime.close()
     return {
@@ -52,6 +91,7 @@ def run(lago_url: str, policy: Path, data_dir: Path) -> dict[str, Any]:
         "payment_requests_created": summary.requests_created,
         "outcomes": dict(summary.outcomes),
         "api_calls_client": summary.api_calls,
+        "phases": phases,
     }
 
 

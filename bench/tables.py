@@ -49,11 +49,37 @@ def _print_compare(console: Any, row: dict[str, Any]) -> None:
     console.print(table)
 
 
+PHASES = ("list", "decide", "send", "finish")
+
+
+def _print_phases(console: Any, sweeps: list[dict[str, Any]]) -> None:
+    """Where each scale sweep spent its wall and CPU time, phase by phase."""
+    from rich.table import Table
+
+    rows = [row for row in sweeps if row.get("phases")]
+    if not rows:
+        return
+    table = Table(title="Scale: wall / CPU seconds per phase (CPU s per 1k invoices listed)")
+    table.add_column("invoices", justify="right")
+    for phase in PHASES:
+        table.add_column(phase, justify="right")
+    for row in rows:
+        per_1k = 1000 / max(1, row["overdue_invoices"])
+        cells = [
+            f"{spent['wall_s']:.1f} / {spent['cpu_s']:.1f} ({spent['cpu_s'] * per_1k:.2f})"
+            if (spent := row["phases"].get(phase)) is not None
+            else "-"
+            for phase in PHASES
+        ]
+        table.add_row(f"{row['invoices']:,}", *cells)
+    console.print(table)
+
+
 def print_tables(document: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=140)
+    console = Console(width=160)
     starts = document.get("cold_start", [])
     if starts:
         table = Table(title="Cold start (fresh processes, interleaved, bytecode cached)")
@@ -117,6 +143,7 @@ def print_tables(document: dict[str, Any]) -> None:
                 f"{row.get('load_1m', 0.0):.2f}",
             )
         console.print(table)
+        _print_phases(console, sweeps)
     limited = document.get("rate_limited", [])
     if limited:
         table = Table(
