@@ -2,7 +2,7 @@
 
 glibc's malloc gives threads up to eight arenas per core and keeps what each one freed, so a
 process whose 16 paging threads and 16 sending threads have all allocated holds many arenas'
-worth of freed memory: a 100,000-invoice sweep peaked 16 MB higher (155 MB against 139 MB)
+worth of freed memory: a 100,000-invoice sweep peaked 14 MB higher (155 MB against 141 MB)
 than with two arenas, for the same CPU time (the interpreter lock serialises Python's own
 allocations anyway). An operator's `MALLOC_ARENA_MAX` wins; other C libraries are left alone.
 """

@@ -51,7 +51,7 @@ def test_a_scan_stopped_by_the_cap_leaves_the_session_usable(engine: Engine) -> 
 def test_the_superseded_check_finds_the_group_by_index_on_sqlite(sqlite_url: str) -> None:
     # SQLite asks "is there a newer intent of this group?" for every unsettled intent before
     # it sorts and keeps the due ones: without an index on the group that was a scan of every
-    # tracked intent per intent (1.5 s at 20,000 of them, quadratic beyond).
+    # tracked intent per intent (2.6 s at 20,000 of them, growing with the square).
     upgrade(sqlite_url)
     engine = make_engine(sqlite_url)
     try:

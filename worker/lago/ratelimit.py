@@ -252,9 +252,8 @@ class RedisTokenBucket:
     """A bucket in Redis shared by every process using the same `key`, handing out turns.
 
     `key` holds the bucket (a hash whose `tat` is the next free turn, see `_ACQUIRE_LUA`);
-    `key + ":paused"` holds the
-    shared "paused until" instant set by `pause()`. Raises `RateLimiterError` (one line, no
-    password) when Redis cannot be reached.
+    `key + ":paused"` holds the shared "paused until" instant set by `pause()`. Raises
+    `RateLimiterError` (one line, no password) when Redis cannot be reached.
     """
 
     def __init__(

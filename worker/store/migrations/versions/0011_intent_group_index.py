@@ -8,9 +8,9 @@ Create Date: 2026-12-03
   each unsettled intent it looks at, whether a newer tracked intent of the same group exists.
   The only index on `group_key` covered the open intents (pending, sending), so that question
   scanned every sent or adopted intent; and SQLite asks it for every unsettled intent before it
-  sorts and keeps the 500 due first. With 20,000 unsettled intents that was 1.5 s of a
-  sweep (quadratic: about 150 s at 187,000, the intents a 1,000,000-invoice sweep leaves);
-  with the index, 10 ms.
+  sorts and keeps the 500 due first. With 20,000 unsettled intents on SQLite `due_intents`
+  took 2.6 s, growing with the square of their number (a 1,000,000-invoice sweep leaves
+  187,000); with the index, 0.04 s.
 """
 
 from __future__ import annotations
