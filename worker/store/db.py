@@ -56,22 +56,21 @@ def make_engine(
                 "invalid DUNNING_DATABASE_URL: a SQLite URL takes no options after '?'; remove them"
             )
         engine = _make_sqlite_engine(url, parsed.database, busy_timeout_ms, create_directory)
-        give_partial_indexes_their_clauses(engine.dialect.name)
-        return engine
-    if backend == "postgresql":
+    elif backend == "postgresql":
         _check_postgres_options(parsed)
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-        give_partial_indexes_their_clauses(engine.dialect.name)
-        return engine
-    if backend == "postgres":
+    elif backend == "postgres":
         raise StoreConfigError(
             "invalid DUNNING_DATABASE_URL: postgres:// is not a SQLAlchemy URL scheme, "
             "write postgresql+psycopg://..."
         )
-    raise StoreConfigError(
-        f"unsupported database {backend!r} in DUNNING_DATABASE_URL: "
-        "use sqlite:///path or postgresql+psycopg://..."
-    )
+    else:
+        raise StoreConfigError(
+            f"unsupported database {backend!r} in DUNNING_DATABASE_URL: "
+            "use sqlite:///path or postgresql+psycopg://..."
+        )
+    give_partial_indexes_their_clauses(engine.dialect.name)
+    return engine
 
 
 def _check_postgres_options(url: URL) -> None:
