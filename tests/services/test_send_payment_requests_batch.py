@@ -197,3 +197,35 @@ def test_an_intent_taken_over_mid_batch_is_lease_lost_and_the_rest_are_sent(
     assert {row.status for row in rows.values() if row} == {"sent"}
     # The thief reconciles later; every group reached Lago exactly once meanwhile.
     assert len(sandbox.payment_requests()) == len(groups)
+
+
+@pytest.mark.parametrize("stop_after", [1, 2, 5])
+def test_a_caller_that_stops_reading_leaves_nothing_claimed(
+    sandbox: SandboxHandle, engine: Engine, stop_after: int
+) -> None:
+    # Whichever outcome the caller stops at (the first comes mid-turn, with the next POSTs
+    # stamped ahead), what was in flight is recorded and every other intent is given back.
+    clock = Clock()
+    sandbox.reset(customers=12, invoices_per_customer=2, seed=5)
+    groups = _groups(sandbox)
+    ids = _add_intents(engine, groups, clock())
+    sandbox.set_faults(latency_ms=20)
+
+    with LagoClient(sandbox.url, SecretStr(sandbox.api_key), max_retries=0) as client:
+        sending = send_payment_requests(
+            engine=engine, client=client, intent_ids=ids, owner="test", now=clock,
+            settle_seconds=SETTLE, lease_seconds=LEASE, max_ambiguous_tries=5, concurrency=2,
+            batch_size=len(ids),
+        )  # fmt: skip
+        read = [next(sending) for _ in range(stop_after)]
+        sending.close()
+
+    with read_session(engine) as session:
+        statuses = Counter(
+            session.scalars(
+                select(PaymentRequestIntent.status).where(PaymentRequestIntent.id.in_(ids))
+            )
+        )
+    assert statuses["sending"] == 0
+    assert statuses["sent"] == len(sandbox.payment_requests()) >= len(read)
+    assert statuses["pending"] > 0

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from queue import Empty, SimpleQueue
@@ -168,7 +168,7 @@ def send_payment_requests(
     batch_size: int = DEFAULT_BATCH_SIZE,
     hooks: SendHooks | None = None,
     channels: ChannelSet | None = None,
-) -> Iterator[SendOutcome]:
+) -> Generator[SendOutcome, None, None]:
     """The same protocol as `send_payment_request`, for many intents, as a pipeline.
 
     Outcomes are yielded as they are recorded (not in `intent_ids` order). An intent an
@@ -219,6 +219,9 @@ class _Pipeline:
         self.batch_size = batch_size
         self.hooks = hooks
         self.ready: deque[ClaimedIntent] = deque()
+        #: Claimed intents sent one at a time (reconcile first, or a channel that does not
+        #: batch), waiting for their turn.
+        self.singles: deque[ClaimedIntent] = deque()
         #: Stamped (`post_started_at` committed) and waiting for a free slot: at most one
         #: window (`concurrency`) of them, the only intents a crash leaves stamped unposted.
         self.stamped: deque[ClaimedIntent] = deque()
@@ -243,14 +246,17 @@ class _Pipeline:
                 # next POST at once instead of waiting for the next turn's commit.
                 ahead = 0 if stopping else concurrency - len(self.stamped)
                 outcomes, stamped = self._turn(ahead)
-                for outcome in outcomes:
-                    stopping = stopping or outcome.stops_run
-                    yield outcome
+                # Everything the turn stamped is noted before anything is yielded: a caller
+                # that stops reading at any yield leaves nothing claimed that `_wind_down`
+                # cannot see.
                 for intent, held in stamped:
                     if held:
                         self.stamped.append(intent)
                     else:
-                        yield lease_lost(intent.id)
+                        outcomes.append(lease_lost(intent.id))
+                for outcome in outcomes:
+                    stopping = stopping or outcome.stops_run
+                    yield outcome
                 if stopping:
                     self.todo.clear()
                     self._give_back()
@@ -351,14 +357,15 @@ class _Pipeline:
             self.answered.append((self.inflight.pop(future), future.result()))
 
     def _give_back(self) -> None:
-        """Release the intents claimed whose POST has not started (stamped ahead or not)."""
-        if not (self.ready or self.stamped):
+        """Release the intents claimed whose POST has not started (stamped ahead or not). A
+        single that an earlier try may have posted stays leased: its next holder reconciles."""
+        if not (self.ready or self.stamped or self.singles):
             return
         with write_tx(self.ctx.engine) as session:
             intents.release_unstarted(
                 session,
                 owner=self.ctx.owner,
-                intent_ids=[intent.id for intent in self.ready],
+                intent_ids=[intent.id for intent in (*self.ready, *self.singles)],
                 now=self.ctx.now(),
             )
             intents.release_stamped_unstarted(
@@ -369,11 +376,12 @@ class _Pipeline:
             )
         self.ready.clear()
         self.stamped.clear()
+        self.singles.clear()
 
     def _wind_down(self) -> None:
         """After an early stop: record what is in flight, give back what never started. (A
         database failure here leaves leases to expire: the next holder reconciles.)"""
-        if not (self.ready or self.stamped or self.inflight or self.answered):
+        if not (self.ready or self.stamped or self.singles or self.inflight or self.answered):
             return
         self._give_back()
         while self.inflight:
@@ -393,16 +401,15 @@ class _Pipeline:
         )
         metrics.record_lease_expiries(sum(intent.lease_was_expired for intent in claimed))
         held = {intent.id for intent in claimed}
+        for intent in claimed:  # noted before anything is yielded (see `run`)
+            (self.ready if self.channels.batches(intent) else self.singles).append(intent)
+        if self.hooks is not None and claimed:
+            self.hooks.after_claim()
         for intent_id in chunk:
             if intent_id not in held:
                 yield not_claimed(intent_id)
-        if self.hooks is not None and claimed:
-            self.hooks.after_claim()
-        for intent in claimed:
-            if self.channels.batches(intent):
-                self.ready.append(intent)
-            else:
-                yield _send_claimed(self.ctx, intent, self.hooks, self.channels)
+        while self.singles:
+            yield _send_claimed(self.ctx, self.singles.popleft(), self.hooks, self.channels)
 
     def _record(self) -> list[SendOutcome]:
         """One transaction: record every answer that came back."""
