@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     http_concurrency: Annotated[int, Field(ge=1, le=256)] = Field(
         default=16, validation_alias="DUNNING_HTTP_CONCURRENCY"
     )
+    #: Processes an inline sweep sends from (itself and helpers forked from it); more than
+    #: one only with the rate limiter off or shared through Redis (`worker.services.send_helpers`).
+    send_processes: Annotated[int, Field(ge=1, le=16)] = Field(
+        default=1, validation_alias="DUNNING_SEND_PROCESSES"
+    )
     lease_seconds: Annotated[int, Field(ge=10, le=3600)] = Field(
         default=300, validation_alias="DUNNING_LEASE_SECONDS"
     )

@@ -49,6 +49,8 @@ def test_defaults_are_the_embedded_mode() -> None:
         ("LAGO_API_URL", "api.getlago.com", "invalid LAGO_API_URL: must start with http"),
         ("DUNNING_LOG_LEVEL", "LOUD", "invalid DUNNING_LOG_LEVEL: must be one of"),
         ("DUNNING_LEASE_SECONDS", "1", "invalid DUNNING_LEASE_SECONDS: "),
+        ("DUNNING_SEND_PROCESSES", "0", "invalid DUNNING_SEND_PROCESSES: "),
+        ("DUNNING_SEND_PROCESSES", "17", "invalid DUNNING_SEND_PROCESSES: "),
         ("DUNNING_METRICS_PORT", "70000", "invalid DUNNING_METRICS_PORT: "),
         ("DUNNING_METRICS_PORT", "ninety", "invalid DUNNING_METRICS_PORT: "),
         ("DUNNING_METRICS_ADDR", "localhost:9", "invalid DUNNING_METRICS_ADDR: must be an IP"),

@@ -8,11 +8,13 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import pytest
+from sqlalchemy import select
 
 from tests.e2e.sweep_support import (
     count_rows,
@@ -22,7 +24,9 @@ from tests.e2e.sweep_support import (
 )
 from tests.fixtures.sandbox import REPO_ROOT, SandboxHandle
 from worker.cli import main
+from worker.store.db import make_engine, read_session
 from worker.store.migrate import upgrade
+from worker.store.models import PaymentRequestIntent
 
 POST = "POST /api/v1/payment_requests"
 LIST = "GET /api/v1/invoices"
@@ -38,6 +42,7 @@ _ENV_NAMES = (
     "DUNNING_POLICY_FILE",
     "DUNNING_RATE_LIMIT_RPS",
     "DUNNING_HTTP_CONCURRENCY",
+    "DUNNING_SEND_PROCESSES",
     "DUNNING_SETTLE_SECONDS",
     "DUNNING_LOG_LEVEL",
     "DUNNING_LOG_FORMAT",
@@ -486,6 +491,53 @@ def test_subprocess_json_stdout_is_exactly_one_object(
     assert report["api_calls"] == sandbox.stats()["total"]
     logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert any(record.get("event") == "sweep.finished" for record in logged)
+
+
+def test_subprocess_sweep_from_three_processes_is_one_object_and_every_send(
+    env: dict[str, str], sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    sandbox.reset(data=load_data("scenarios"))
+    sandbox.reset_stats()
+
+    result = run_subprocess(
+        "sweep", "--once", "--json", env={**env, "DUNNING_SEND_PROCESSES": "3"}, cwd=tmp_path
+    )
+
+    assert result.code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1  # the helpers write nothing on stdout
+    report = json.loads(lines[0])
+    assert report["payment_requests_created"] == 7
+    assert report["outcomes"] == {"sent": 7}
+    assert report["api_calls"] == sandbox.stats()["total"]
+    assert len(sandbox.payment_requests()) == 7
+    logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    started = [record for record in logged if record.get("event") == "sweep.send_helpers_started"]
+    assert len(started) == 1
+    assert len(started[0]["pids"]) == 2
+
+
+def test_missing_licence_stops_every_send_process_and_leaves_nothing_claimed(
+    dunning: Dunning, env: dict[str, str], sandbox: SandboxHandle
+) -> None:
+    sandbox.reset(data=load_data("scenarios"))
+    sandbox.set_faults(premium=False)
+
+    result = dunning("sweep", "--once", "--json", env={**env, "DUNNING_SEND_PROCESSES": "2"})
+
+    assert result.code == 1
+    assert len(result.error_lines) == 1
+    assert "licen" in result.error_lines[0] or "feature_unavailable" in result.error_lines[0]
+    assert sandbox.payment_requests() == []
+    engine = make_engine(env["DUNNING_DATABASE_URL"])
+    try:
+        with read_session(engine) as session:
+            statuses = Counter(session.scalars(select(PaymentRequestIntent.status)))
+    finally:
+        engine.dispose()
+    assert statuses.total() == 7
+    assert statuses["sending"] == 0
+    assert statuses["blocked"] >= 1
 
 
 @pytest.mark.slow

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator
+from contextlib import closing
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from worker.lago.errors import FeatureUnavailableError
 from worker.lago.filters import InvoiceFilters
@@ -30,6 +32,9 @@ from worker.services.sweep_summary import SweepProgress, SweepSummary
 from worker.store import intents
 from worker.store.db import read_session, write_tx
 
+if TYPE_CHECKING:
+    from worker.services.send_helpers import SendHelpers
+
 NOT_OVERDUE = "invoices_not_overdue"
 #: Clock skew allowed between Lago's timestamps (whole seconds) and ours.
 _SKEW = timedelta(minutes=5)
@@ -46,10 +51,12 @@ def send_due_intents(
     summary: SweepSummary,
     progress: SweepProgress | None,
     elsewhere: RequestedElsewhere,
+    helpers: SendHelpers | None = None,
 ) -> None:
-    """Send the new intents and any older ones due again, with bounded concurrency. An older
-    intent whose invoices a pending request we did not make covers, made after the intent
-    (Lago's campaign asked while it waited), is withdrawn instead: never a second request."""
+    """Send the new intents and any older ones due again, with bounded concurrency (shared
+    with `helpers`, processes forked to send too, when given). An older intent whose invoices
+    a pending request we did not make covers, made after the intent (Lago's campaign asked
+    while it waited), is withdrawn instead: never a second request."""
     with read_session(rt.engine) as session:
         due = intents.due_intent_ids(session, now=rt.clock(), limit=10_000)
     # The set is of the due ids (at most 10,000), not of the new ones (one per group asked:
@@ -59,14 +66,17 @@ def send_due_intents(
     todo = [*summary.intent_ids, *older]  # each id once: new ids are fresh, older ones not new
     if not todo:
         return
-    for done, outcome in enumerate(_send_concurrently(rt, todo), start=1):
-        if progress is not None:
-            progress.sending(done, len(todo))
-        _count(summary, outcome)
-        if outcome.status == "refused" and outcome.error_code == NOT_OVERDUE:
-            retried = _retry_with_still_overdue(rt, summary, outcome)
-            if retried is not None:
-                _count(summary, retried)
+    outcomes = helpers.send(rt, todo) if helpers else send_concurrently(rt, todo)
+    # Closed at once when counting stops the run (blocked): what is in flight is recorded.
+    with closing(outcomes):
+        for done, outcome in enumerate(outcomes, start=1):
+            if progress is not None:
+                progress.sending(done, len(todo))
+            _count(summary, outcome)
+            if outcome.status == "refused" and outcome.error_code == NOT_OVERDUE:
+                retried = _retry_with_still_overdue(rt, summary, outcome)
+                if retried is not None:
+                    _count(summary, retried)
 
 
 def _withdraw_asked_elsewhere(
@@ -114,8 +124,8 @@ def _send_one(rt: Runtime, intent_id: int) -> SendOutcome:
     )
 
 
-def _send_concurrently(rt: Runtime, intent_ids: list[int]) -> Iterator[SendOutcome]:
-    """Claim, POST and record in batches (one claim and one record transaction per batch)."""
+def send_concurrently(rt: Runtime, intent_ids: list[int]) -> Generator[SendOutcome, None, None]:
+    """Claim, POST and record through the pipeline of `send_payment_requests`."""
     return send_payment_requests(
         engine=rt.engine,
         client=rt.client,

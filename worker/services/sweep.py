@@ -11,8 +11,9 @@ Steps (each database write is one short transaction; no transaction spans an HTT
    every decision with its reason (skips included: groups, skipped invoices, malformed
    records).
 6. Send (inline mode): the new intents and any older intents due again, with bounded
-   concurrency. A 405 `invoices_not_overdue` refreshes only that customer and retries once
-   with the invoices still eligible. In Celery mode the task fans the intent ids out instead.
+   concurrency (from several processes with `DUNNING_SEND_PROCESSES`: `send_helpers`). A
+   405 `invoices_not_overdue` refreshes only that customer and retries once with the
+   invoices still eligible. In Celery mode the task fans the intent ids out instead.
 7. Run the exhaustion actions, reconcile outcomes, and finish the run with its counts.
 A dry run does steps 2-4 only and writes nothing.
 """
@@ -37,6 +38,7 @@ from worker.services.requested_elsewhere import requested_elsewhere
 from worker.services.run_heartbeat import Heartbeat, abandon_dead_runs
 from worker.services.runtime import Runtime
 from worker.services.send_due_intents import send_due_intents
+from worker.services.send_helpers import helpers_wanted, send_helpers
 from worker.services.sweep_summary import (
     PlanRow,
     SweepProgress,
@@ -85,7 +87,9 @@ def run_sweep(
     bound = log.bind(run_id=summary.run_id, trigger=trigger)
     bound.info("sweep.started", customer=customer, dry_run=dry_run)
 
-    with Heartbeat(rt.engine, summary.run_id, rt.clock):
+    # The helpers are forked first, before the heartbeat or any other thread of the sweep.
+    wanted = helpers_wanted(rt) if send_inline and not dry_run and not customer else 0
+    with send_helpers(rt, wanted) as helpers, Heartbeat(rt.engine, summary.run_id, rt.clock):
         try:
             elsewhere = requested_elsewhere(rt, customer=customer, now=now)
             summary.requested_elsewhere = elsewhere.requests
@@ -114,7 +118,7 @@ def run_sweep(
                 exhausted = write_decisions(rt, summary, decided, collected, now)
                 summary.exhaustion_actions = _run_exhaustion_actions(rt, exhausted, now)
                 if send_inline:
-                    send_due_intents(rt, summary, progress, elsewhere.covered)
+                    send_due_intents(rt, summary, progress, elsewhere.covered, helpers)
                 _reconcile(rt, collected)
                 record_overdue_snapshot(
                     rt, collected, run_id=summary.run_id, now=now, customer=customer
@@ -129,6 +133,7 @@ def run_sweep(
                 started=started,
                 tick=tick,
                 calls_before=calls_before,
+                helper_calls=helpers.api_calls if helpers else 0,
             )
             raise
         except Exception as exc:
@@ -141,6 +146,7 @@ def run_sweep(
                     started=started,
                     tick=tick,
                     calls_before=calls_before,
+                    helper_calls=helpers.api_calls if helpers else 0,
                 )
             raise
         _finish(
@@ -151,6 +157,7 @@ def run_sweep(
             started=started,
             tick=tick,
             calls_before=calls_before,
+            helper_calls=helpers.api_calls if helpers else 0,
         )
         bound.info("sweep.finished", **summary.as_dict())
     return summary
@@ -246,8 +253,9 @@ def _finish(
     started: float,
     tick: Callable[[], float],
     calls_before: int,
+    helper_calls: int = 0,
 ) -> None:
-    summary.api_calls = rt.client.calls_total() - calls_before
+    summary.api_calls = rt.client.calls_total() - calls_before + helper_calls
     summary.duration_s = tick() - started
     metrics.record_sweep(status, summary.duration_s)
     metrics.record_decisions(summary.decisions)
