@@ -285,6 +285,20 @@ def test_plan_prints_the_table_and_changes_nothing(
     assert sandbox.payment_requests() == []
 
 
+def test_plan_shows_a_customer_id_that_looks_like_markup_as_it_is(
+    dunning: Dunning, env: dict[str, str], sandbox: SandboxHandle
+) -> None:
+    # External ids are whatever the Lago user chose: rich markup and emoji codes included.
+    odd = "cus[/solo]:x:"
+    data = json.loads(json.dumps(load_data("one_customer")).replace("cus_solo", odd))
+    sandbox.reset(data=data)
+
+    result = dunning("plan", env=env)
+
+    assert result.code == 0, result.stderr
+    assert odd in result.stdout
+
+
 def test_plan_json_lists_the_groups(
     dunning: Dunning, env: dict[str, str], sandbox: SandboxHandle
 ) -> None:

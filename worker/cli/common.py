@@ -18,8 +18,11 @@ if TYPE_CHECKING:
 
 # Command output goes to stdout; progress, logs and errors to stderr.
 # Off a terminal, tables keep their full width instead of rich's 80-column default.
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True)
+# No markup and no emoji codes: what is printed is data (customer ids, Lago's messages, the
+# user's input), shown as it is. A customer `acme[/eu]` must not end the command with a markup
+# error, nor `:x:` turn into a picture. (Emoji off also spares `status` a 20 ms import.)
+out = Console(width=None if sys.stdout.isatty() else 200, markup=False, emoji=False)
+err = Console(stderr=True, markup=False, emoji=False)
 
 
 def cli_settings(
