@@ -103,6 +103,7 @@ def sweep_and_peer(
     latency_ms: float,
     work: Path,
     say: Any,
+    send_processes: int = 1,
 ) -> dict[str, Any]:
     spec = SandboxSpec(
         customers=customers,
@@ -111,7 +112,10 @@ def sweep_and_peer(
         latency_ms=latency_ms,
     )
     total = customers * invoices_per_customer
-    say(f"sweep: {total} invoices ({customers} customers), {latency_ms:g} ms latency, PostgreSQL")
+    say(
+        f"sweep: {total} invoices ({customers} customers), {latency_ms:g} ms latency, PostgreSQL, "
+        f"{send_processes} send process(es)"
+    )
     sandbox_child, sandbox = start_sandbox(children, spec, log_dir=work, name=f"sandbox-{total}")
     try:
         policy = write_policy_file(work / f"policy-{total}")
@@ -134,6 +138,7 @@ def sweep_and_peer(
                     "DUNNING_RATE_LIMIT_RPS": "0",
                     "DUNNING_LOG_LEVEL": "WARNING",
                     "DUNNING_DATABASE_URL": database_url,
+                    "DUNNING_SEND_PROCESSES": str(send_processes),
                 },
                 work,
                 timeout=4 * 3600,
@@ -159,6 +164,7 @@ def sweep_and_peer(
             "calls_by_endpoint": stats,
             "phases": ours.get("phases", {}),
             "database": "postgresql",
+            "send_processes": send_processes,
             "holds": ours["cpu_s"] / max(1, ours["invoices_seen"]) * 1000 <= 0.75
             and calls <= minimum,
             "load_1m": os.getloadavg()[0],
@@ -191,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--invoices-per-customer", type=int, default=5)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--scale", default=None, help="sweep sizes, total invoices")
+    parser.add_argument(
+        "--send-processes", type=int, default=1, help="DUNNING_SEND_PROCESSES of the scale sweeps"
+    )
     parser.add_argument("--only", default="cold-start,compare,peer,sweep,rate-limited,memory")
     parser.add_argument("--compare-customers", type=int, default=None)
     parser.add_argument("--compare-rounds", type=int, default=None)
@@ -251,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                             latency_ms=args.latency_ms,
                             work=work,
                             say=say,
+                            send_processes=args.send_processes,
                         )
                     )
             if "rate-limited" in only:

@@ -113,7 +113,8 @@ def print_tables(document: dict[str, Any]) -> None:
     if sweeps:
         table = Table(
             title=f"Scale: one sweep per size on PostgreSQL through the HTTP client (latency "
-            f"{document['latency_ms']:g} ms, rate limiter off)"
+            f"{document['latency_ms']:g} ms, rate limiter off, "
+            f"{sweeps[0].get('send_processes', 1)} send process(es))"
         )
         for column in (
             "invoices",
