@@ -199,6 +199,23 @@ def test_an_intent_taken_over_mid_batch_is_lease_lost_and_the_rest_are_sent(
     assert len(sandbox.payment_requests()) == len(groups)
 
 
+def _left(engine: Engine, ids: list[int], clock: Clock) -> Counter[str]:
+    """Status of each intent; `given_back`: pending and due now (a reschedule waits an hour)."""
+    with read_session(engine) as session:
+        rows = session.execute(
+            select(PaymentRequestIntent.status, PaymentRequestIntent.next_attempt_at).where(
+                PaymentRequestIntent.id.in_(ids)
+            )
+        ).all()
+    soon = clock() + timedelta(minutes=5)
+    return Counter(
+        "given_back"
+        if status == "pending" and (due if due.tzinfo else due.replace(tzinfo=UTC)) < soon
+        else status
+        for status, due in rows
+    )
+
+
 @pytest.mark.parametrize("stop_after", [1, 2, 5])
 def test_a_caller_that_stops_reading_leaves_nothing_claimed(
     sandbox: SandboxHandle, engine: Engine, stop_after: int
@@ -220,12 +237,39 @@ def test_a_caller_that_stops_reading_leaves_nothing_claimed(
         read = [next(sending) for _ in range(stop_after)]
         sending.close()
 
-    with read_session(engine) as session:
-        statuses = Counter(
-            session.scalars(
-                select(PaymentRequestIntent.status).where(PaymentRequestIntent.id.in_(ids))
-            )
-        )
-    assert statuses["sending"] == 0
-    assert statuses["sent"] == len(sandbox.payment_requests()) >= len(read)
-    assert statuses["pending"] > 0
+    left = _left(engine, ids, clock)
+    assert left["sending"] == 0
+    assert left["sent"] == len(sandbox.payment_requests()) >= len(read)
+    assert left["given_back"] > 0
+
+
+class InterruptOnSecondPost(Hooks):
+    """Ctrl-C while answers are coming back."""
+
+    def __init__(self) -> None:
+        self.posts = 0
+
+    def after_post(self) -> None:
+        self.posts += 1
+        if self.posts == 2:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_mid_pipeline_records_what_was_in_flight_and_gives_back_the_rest(
+    sandbox: SandboxHandle, engine: Engine
+) -> None:
+    clock = Clock()
+    sandbox.reset(customers=12, invoices_per_customer=2, seed=5)
+    ids = _add_intents(engine, _groups(sandbox), clock())
+    sandbox.set_faults(latency_ms=20)
+
+    with (
+        LagoClient(sandbox.url, SecretStr(sandbox.api_key), max_retries=0) as client,
+        pytest.raises(KeyboardInterrupt),
+    ):
+        _send(engine, client, ids, clock, hooks=InterruptOnSecondPost())
+
+    left = _left(engine, ids, clock)
+    assert left["sending"] == 0
+    assert left["sent"] == len(sandbox.payment_requests()) > 0
+    assert left["given_back"] > 0

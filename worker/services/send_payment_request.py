@@ -26,6 +26,7 @@ whatever its size (`_quick_turn`).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -168,6 +169,7 @@ def send_payment_requests(
     batch_size: int = DEFAULT_BATCH_SIZE,
     hooks: SendHooks | None = None,
     channels: ChannelSet | None = None,
+    stop: threading.Event | None = None,
 ) -> Generator[SendOutcome, None, None]:
     """The same protocol as `send_payment_request`, for many intents, as a pipeline.
 
@@ -175,7 +177,8 @@ def send_payment_requests(
     earlier try may have posted goes through the single-intent steps (reconcile first). A
     crash leaves the intents whose POST had started claimed with `post_started_at` set (they
     are reconciled after their lease expires), and the others claimed without it (they are
-    simply sent by the next holder).
+    simply sent by the next holder). Once `stop` is set, nothing more is claimed or started:
+    what is in flight is recorded (and yielded), the rest given back.
     """
     if concurrency < 1 or batch_size < 1:
         raise ValueError("concurrency and batch_size must be >= 1")
@@ -196,7 +199,7 @@ def send_payment_requests(
         channels or default_channels(hooks),
     )
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send") as pool:
-        for outcome in pipeline.run(pool, concurrency):
+        for outcome in pipeline.run(pool, concurrency, stop):
             yield _counted(outcome)
 
 
@@ -230,14 +233,20 @@ class _Pipeline:
         self.finished: SimpleQueue[Future[Answer]] = SimpleQueue()
         self.answered: list[tuple[ClaimedIntent, Answer]] = []
 
-    def run(self, pool: ThreadPoolExecutor, concurrency: int) -> Iterator[SendOutcome]:
+    def run(
+        self, pool: ThreadPoolExecutor, concurrency: int, stop: threading.Event | None = None
+    ) -> Iterator[SendOutcome]:
         """Outcomes as they are recorded. An outcome that stops the run (no licence, API key
         rejected) stops claiming and starting: what is in flight is recorded, what was
         claimed but not started is given back. The same when the caller stops reading
-        early (the generator is closed)."""
+        early (the generator is closed) or on Ctrl-C (KeyboardInterrupt)."""
         stopping = False
         try:
             while self.todo or self.ready or self.stamped or self.inflight or self.answered:
+                if not stopping and stop is not None and stop.is_set():
+                    stopping = True
+                    self.todo.clear()
+                    self._give_back()
                 if not stopping and len(self.ready) < concurrency and self.todo:
                     yield from self._claim_more()
                 if self.answered and self.hooks is not None:
@@ -263,9 +272,10 @@ class _Pipeline:
                 self._start(pool, concurrency)
                 self._collect_answers()
                 self._start(pool, concurrency)
-        except GeneratorExit:
-            # The caller stopped reading (e.g. the run is blocked). Any other exception is
-            # left as a crash would leave it: leases expire and the next holder reconciles.
+        except (GeneratorExit, KeyboardInterrupt):
+            # The caller stopped reading (e.g. the run is blocked), or Ctrl-C. Any other
+            # exception is left as a crash would leave it: leases expire and the next holder
+            # reconciles. (A second Ctrl-C during the wind-down leaves it that way too.)
             self._wind_down()
             raise
 
