@@ -35,17 +35,31 @@ INVOICE_SKIP_REASONS = frozenset(reason.value for reason in INVOICE_REASONS) - {
 
 
 class RichSweepProgress:
-    """Listing and sending progress on a terminal (stderr)."""
+    """Listing and sending progress on a terminal (stderr). The display (and its refresh
+    thread) starts at the first progress the sweep reports: by then the sweep has forked its
+    send helpers (`worker.services.send_helpers`), so no fork copies a thread mid-refresh."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
         self._listing = progress.add_task("listing overdue invoices", total=None)
         self._sending: TaskID | None = None
+        self._started = False
+
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._progress.start()
+
+    def stop(self) -> None:
+        if self._started:
+            self._progress.stop()
 
     def listed(self, invoices_seen: int) -> None:
+        self._start()
         self._progress.update(self._listing, completed=invoices_seen)
 
     def sending(self, done: int, total: int) -> None:
+        self._start()
         if self._sending is None:
             self._progress.update(self._listing, total=self._progress.tasks[0].completed)
             self._sending = self._progress.add_task("sending payment requests", total=total)
@@ -72,8 +86,9 @@ def _progress_display(stack: ExitStack, enabled: bool) -> RichSweepProgress | No
         console=err,
         transient=True,
     )
-    stack.enter_context(progress)
-    return RichSweepProgress(progress)
+    display = RichSweepProgress(progress)
+    stack.callback(display.stop)
+    return display
 
 
 def _money(cents: int | None, currency: str) -> str:

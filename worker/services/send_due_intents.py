@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Generator
 from contextlib import closing
@@ -124,8 +125,11 @@ def _send_one(rt: Runtime, intent_id: int) -> SendOutcome:
     )
 
 
-def send_concurrently(rt: Runtime, intent_ids: list[int]) -> Generator[SendOutcome, None, None]:
-    """Claim, POST and record through the pipeline of `send_payment_requests`."""
+def send_concurrently(
+    rt: Runtime, intent_ids: list[int], stop: threading.Event | None = None
+) -> Generator[SendOutcome, None, None]:
+    """Claim, POST and record through the pipeline of `send_payment_requests` (which winds
+    down once `stop` is set)."""
     return send_payment_requests(
         engine=rt.engine,
         client=rt.client,
@@ -137,6 +141,7 @@ def send_concurrently(rt: Runtime, intent_ids: list[int]) -> Generator[SendOutco
         max_ambiguous_tries=rt.settings.max_ambiguous_tries,
         concurrency=rt.settings.http_concurrency,
         channels=channels_for(rt),
+        stop=stop,
     )
 
 

@@ -522,6 +522,17 @@ def due_intent_ids(session: Session, *, now: datetime, limit: int = 1000) -> lis
     )
 
 
+def customers_of(session: Session, intent_ids: Collection[int]) -> dict[int, str]:
+    """The external customer id of each of these intents (those that exist)."""
+    found: dict[int, str] = {}
+    for chunk in _chunks(sorted(set(intent_ids))):
+        rows = session.execute(
+            select(Intent.id, Intent.external_customer_id).where(Intent.id.in_(chunk))
+        )
+        found.update((intent_id, customer) for intent_id, customer in rows)
+    return found
+
+
 def open_group_keys(session: Session, *, group_keys: Iterable[str]) -> set[str]:
     """Those of `group_keys` that have an open (pending|sending) intent."""
     found: set[str] = set()
