@@ -348,9 +348,16 @@ def test_status_and_report_split_by_channel(env: Env) -> None:
     }
 
 
+@pytest.mark.parametrize("processes", [1, 3])
 @pytest.mark.parametrize("channel", ["retry_and_email", "auto"])
-def test_customer_scope_sends_one_statement_across_currencies(env: Env, channel: str) -> None:
-    summary = env.sweep(channel, policy_extra="    email_scope: customer\n")
+def test_customer_scope_sends_one_statement_across_currencies(
+    env: Env, channel: str, processes: int
+) -> None:
+    # With several send processes, a customer's intents all go to one of them (a statement
+    # gathers the siblings its own process holds).
+    summary = env.sweep(
+        channel, policy_extra="    email_scope: customer\n", send_processes=processes
+    )
     assert summary.outcomes["sent"] == 3  # the fourth sent intent went with a sibling's email
     card = [row for row in env.intents() if row.external_customer_id == "card"]
     assert sorted((row.currency, row.status) for row in card) == [("EUR", "sent"), ("USD", "sent")]
