@@ -12,7 +12,7 @@ import signal
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from queue import SimpleQueue
 
@@ -28,6 +28,7 @@ from tests.e2e.sweep_support import (
     test_settings,
     write_policy,
 )
+from tests.fixtures.intents import statuses_given_back
 from tests.fixtures.sandbox import SandboxHandle
 from worker.services.recover_intents import recover_intents
 from worker.services.runtime import Runtime
@@ -75,17 +76,8 @@ def _statuses(rt: Runtime) -> Counter[str]:
 
 
 def _given_back(rt: Runtime, intent_ids: list[int]) -> int:
-    """Those of `intent_ids` pending and due now: given back unsent (a rescheduled intent is
-    due in an hour)."""
-    soon = datetime.now(UTC) + timedelta(minutes=5)
-    intent = PaymentRequestIntent
-    with read_session(rt.engine) as session:
-        rows = session.execute(
-            select(intent.next_attempt_at).where(
-                intent.id.in_(intent_ids), intent.status == "pending"
-            )
-        ).all()
-    return sum(1 for (due,) in rows if (due if due.tzinfo else due.replace(tzinfo=UTC)) < soon)
+    """Those of `intent_ids` given back unsent (pending and due now)."""
+    return statuses_given_back(rt.engine, intent_ids, datetime.now(UTC))["given_back"]
 
 
 def _asked_once_each(sandbox: SandboxHandle) -> int:

@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine, func, select, update
 
-from tests.fixtures.intents import add_group_intents, overdue_groups
+from tests.fixtures.intents import add_group_intents, overdue_groups, statuses_given_back
 from tests.fixtures.sandbox import SandboxHandle
 from worker.lago.client import LagoClient
 from worker.services.recover_intents import recover_intents
@@ -199,23 +199,6 @@ def test_an_intent_taken_over_mid_batch_is_lease_lost_and_the_rest_are_sent(
     assert len(sandbox.payment_requests()) == len(groups)
 
 
-def _left(engine: Engine, ids: list[int], clock: Clock) -> Counter[str]:
-    """Status of each intent; `given_back`: pending and due now (a reschedule waits an hour)."""
-    with read_session(engine) as session:
-        rows = session.execute(
-            select(PaymentRequestIntent.status, PaymentRequestIntent.next_attempt_at).where(
-                PaymentRequestIntent.id.in_(ids)
-            )
-        ).all()
-    soon = clock() + timedelta(minutes=5)
-    return Counter(
-        "given_back"
-        if status == "pending" and (due if due.tzinfo else due.replace(tzinfo=UTC)) < soon
-        else status
-        for status, due in rows
-    )
-
-
 @pytest.mark.parametrize("stop_after", [1, 2, 5])
 def test_a_caller_that_stops_reading_leaves_nothing_claimed(
     sandbox: SandboxHandle, engine: Engine, stop_after: int
@@ -237,7 +220,7 @@ def test_a_caller_that_stops_reading_leaves_nothing_claimed(
         read = [next(sending) for _ in range(stop_after)]
         sending.close()
 
-    left = _left(engine, ids, clock)
+    left = statuses_given_back(engine, ids, clock())
     assert left["sending"] == 0
     assert left["sent"] == len(sandbox.payment_requests()) >= len(read)
     assert left["given_back"] > 0
@@ -269,7 +252,7 @@ def test_ctrl_c_mid_pipeline_records_what_was_in_flight_and_gives_back_the_rest(
     ):
         _send(engine, client, ids, clock, hooks=InterruptOnSecondPost())
 
-    left = _left(engine, ids, clock)
+    left = statuses_given_back(engine, ids, clock())
     assert left["sending"] == 0
     assert left["sent"] == len(sandbox.payment_requests()) > 0
     assert left["given_back"] > 0
