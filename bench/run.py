@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="bench")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if not 1 <= args.send_processes <= 16:
+        parser.error("--send-processes must be between 1 and 16 (as DUNNING_SEND_PROCESSES)")
     only = set(args.only.split(","))
     ipc = args.invoices_per_customer
     scale_text = args.scale or ("2000" if args.quick else "10000,100000")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench.memory_worker import base_invoices, page_bodies, run
 from bench.policy_file import GENERATED_CURRENCIES, policy_yaml
 from config.policies import parse_policies
@@ -42,3 +44,14 @@ def test_the_sustained_rate_is_the_best_span_of_accepted_calls() -> None:
     samples += [(float(10 + t), 46 * t, t) for t in range(1, 101)]
     assert best_sustained_rate(samples, 60.0) == 45.0
     assert best_sustained_rate(samples[:50], 60.0) is None  # shorter than the span
+
+
+def test_a_send_process_count_out_of_range_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench.run import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--only", "sweep", "--send-processes", "0"])
+    assert exited.value.code == 2
+    assert "--send-processes must be between 1 and 16" in capsys.readouterr().err
