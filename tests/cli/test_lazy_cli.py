@@ -44,7 +44,7 @@ try:
     main()
 except SystemExit as exc:
     code = exc.code
-heavy = sorted(name for name in watched if name in sys.modules)
+heavy = sorted(name for name in watched if sys.modules.get(name) is not None)
 print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
 """
 
@@ -111,3 +111,8 @@ def test_the_table_names_every_command_each_module_registers() -> None:
         registered = set(typer.main.get_group(holder).commands)
         tabled = {name for name, entry in COMMANDS.items() if entry.module == module_name}
         assert registered == tabled, module_name
+
+
+def test_the_lago_client_loads_httpx_without_its_command_line_client() -> None:
+    _stdout, report = _probe("sweep", "--help", watched=("httpx", "httpx._main", "click"))
+    assert report == {"code": 0, "heavy": ["httpx"]}

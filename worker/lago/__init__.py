@@ -1,5 +1,15 @@
 """The Lago API client: the only package of the project that speaks HTTP to Lago."""
 
+# ruff: noqa: E402  (the imports follow the one statement that must come before httpx)
+
+import sys
+
+# Importing httpx imports its command-line client too (`httpx._main`: click, pygments, rich's
+# syntax highlighting; about 35 ms) whenever those packages are installed, as they are here.
+# The worker never runs it: marked absent before httpx is first imported, httpx keeps its
+# stub `main` instead. (If httpx is already imported, this changes nothing.)
+sys.modules.setdefault("httpx._main", None)
+
 from worker.lago.client import LagoClient
 from worker.lago.errors import (
     FeatureUnavailableError,

@@ -56,6 +56,7 @@ from worker.lago.retry import (
     status_is_retryable,
 )
 from worker.lago.status_errors import status_error
+from worker.lago.transport import LeanTransport, proxy_configured
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -86,8 +87,10 @@ USER_AGENT = f"lago-dunning/{_package_version()}"
 class LagoClient:
     """Sync client for the Lago endpoints the dunning worker uses. Thread-safe.
 
-    `concurrency` bounds both the connection pool and the pages fetched at once.
-    `transport` lets tests plug in `httpx.MockTransport`; `sleep` lets them skip real waits.
+    `concurrency` bounds both the connection pool and the pages fetched at once. Requests go
+    through `LeanTransport` (`http.client`, cheaper in CPU), or through httpx's own transport
+    when the environment names a proxy for the URL. `transport` lets tests plug in
+    `httpx.MockTransport`; `sleep` lets them skip real waits.
     """
 
     def __init__(
@@ -120,6 +123,8 @@ class LagoClient:
         self._calls_lock = threading.Lock()
         url = httpx.URL(self.base_url)
         self._host = f"{url.host}:{url.port}" if url.port else url.host
+        if transport is None and not proxy_configured(self.base_url):
+            transport = LeanTransport(max_idle=concurrency)
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={
