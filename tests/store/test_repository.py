@@ -82,6 +82,106 @@ def test_only_one_open_intent_per_group(engine: Engine) -> None:
         assert _add(session, invoices=("inv_a", "inv_c"), attempt=2) is not None
 
 
+def test_many_intents_in_one_call_keep_every_field_and_skip_each_conflict(
+    engine: Engine,
+) -> None:
+    """`add_intents` writes one statement (an unnest on PostgreSQL): each row keeps its own
+    values, and a row refused by either unique index is skipped without failing the rest."""
+    with write_tx(engine) as session:
+        run_id = runs.start_run(session, trigger="cli", now=T0)
+        existing = _add(session, customer="cus_old", invoices=("inv_o",))
+    fresh = intents.NewIntent(
+        external_customer_id="cus_a",
+        currency="USD",
+        billing_entity_code="acme-us",
+        invoice_ids=("inv_2", "inv_1", "inv_2"),
+        amount_cents=12_345_678_901,
+        email="ap@a.test",
+        policy="strict",
+        attempt_number=3,
+        policy_version="v7",
+        policy_hash="f" * 64,
+        channel="retry_and_email",
+    )
+    bare = intents.NewIntent(
+        external_customer_id="cus_b",
+        currency="EUR",
+        billing_entity_code=None,
+        invoice_ids=("inv_9",),
+        amount_cents=1,
+        email=None,
+        policy=None,
+        attempt_number=1,
+    )
+    same_key = intents.NewIntent(  # the dedupe key of `existing`
+        external_customer_id="cus_old",
+        currency="EUR",
+        billing_entity_code=None,
+        invoice_ids=("inv_o",),
+        amount_cents=1200,
+        email=None,
+        policy="default",
+        attempt_number=1,
+    )
+    open_group = intents.NewIntent(  # `existing`'s group is still open
+        external_customer_id="cus_old",
+        currency="EUR",
+        billing_entity_code=None,
+        invoice_ids=("inv_o", "inv_p"),
+        amount_cents=2400,
+        email=None,
+        policy="default",
+        attempt_number=2,
+    )
+    later = T0 + timedelta(hours=2)
+    with write_tx(engine) as session:
+        inserted = intents.add_intents(
+            session,
+            run_id=run_id,
+            intents=[fresh, same_key, bare, open_group],
+            now=T0,
+            next_attempt_at=later,
+        )
+    assert set(inserted) == {fresh.dedupe_key, bare.dedupe_key}
+    with read_session(engine) as session:
+        rows = {
+            row.id: row
+            for row in session.scalars(
+                select(PaymentRequestIntent).order_by(PaymentRequestIntent.id)
+            )
+        }
+    assert sorted(rows) == sorted([existing, *inserted.values()])
+    a = rows[inserted[fresh.dedupe_key]]
+    assert (a.external_customer_id, a.currency, a.billing_entity_code) == (
+        "cus_a",
+        "USD",
+        "acme-us",
+    )
+    assert a.invoice_ids == ["inv_1", "inv_2"]
+    assert (a.amount_cents, a.email, a.policy, a.attempt_number) == (
+        12_345_678_901,
+        "ap@a.test",
+        "strict",
+        3,
+    )
+    assert (a.policy_version, a.policy_hash, a.channel) == ("v7", "f" * 64, "retry_and_email")
+    assert (a.run_id, a.status, a.tries, a.ambiguous_tries) == (run_id, "pending", 0, 0)
+    assert (a.next_attempt_at, a.created_at, a.updated_at) == (later, T0, T0)
+    assert a.group_key == fresh.group_key
+    assert a.dedupe_key == fresh.dedupe_key
+    b = rows[inserted[bare.dedupe_key]]
+    assert (b.billing_entity_code, b.email, b.policy, b.policy_version, b.policy_hash) == (
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+    assert (b.channel, b.invoice_ids, b.amount_cents) == ("payment_request", ["inv_9"], 1)
+    with write_tx(engine) as session:
+        assert intents.add_intents(session, run_id=None, intents=[], now=T0) == {}
+
+
 def test_double_tick_slot_inserts_nothing(engine: Engine) -> None:
     with write_tx(engine) as session:
         first = runs.claim_tick_slot(session, slot="2026-11-22T09:00Z", trigger="beat", now=T0)

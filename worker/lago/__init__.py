@@ -8,7 +8,7 @@ import sys
 # syntax highlighting; about 35 ms) whenever those packages are installed, as they are here.
 # The worker never runs it: marked absent before httpx is first imported, httpx keeps its
 # stub `main` instead. (If httpx is already imported, this changes nothing.)
-sys.modules.setdefault("httpx._main", None)
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None: "not importable"
 
 from worker.lago.client import LagoClient
 from worker.lago.errors import (

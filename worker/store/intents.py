@@ -33,9 +33,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from worker.store._dialect import insert_for
 from worker.store.controls import active_pause_clause
 from worker.store.db import write_tx
+from worker.store.intent_insert import insert_intents
 from worker.store.keys import make_dedupe_key, make_group_key
 from worker.store.models import OPEN_INTENT_STATUSES, OUTCOMES, CustomerControl
 from worker.store.models import PaymentRequestIntent as Intent
@@ -613,9 +613,9 @@ def add_intents(
     now: datetime,
     next_attempt_at: datetime | None = None,
 ) -> dict[str, int]:
-    """Insert pending intents in one multi-row statement; return {dedupe_key: id} for the rows
-    inserted. A duplicate dedupe key (a double sweep/tick) or a group that already has an open
-    intent is skipped: expected, not an error (INSERT ... ON CONFLICT DO NOTHING)."""
+    """Insert pending intents in one statement (`intent_insert`); return {dedupe_key: id} for
+    the rows inserted. A duplicate dedupe key (a double sweep/tick) or a group that already has
+    an open intent is skipped: expected, not an error (INSERT ... ON CONFLICT DO NOTHING)."""
     rows: list[dict[str, Any]] = []
     for new in intents:
         ids = sorted(set(new.invoice_ids))
@@ -625,7 +625,6 @@ def add_intents(
             raise ValueError(f"attempt_number must be >= 1, got {new.attempt_number}")
         rows.append(
             {
-                "run_id": run_id,
                 "external_customer_id": new.external_customer_id,
                 "currency": new.currency,
                 "billing_entity_code": new.billing_entity_code,
@@ -639,24 +638,11 @@ def add_intents(
                 "policy_hash": new.policy_hash,
                 "attempt_number": new.attempt_number,
                 "dedupe_key": new.dedupe_key,
-                "status": "pending",
-                "tries": 0,
-                "ambiguous_tries": 0,
-                "next_attempt_at": next_attempt_at or now,
-                "created_at": now,
-                "updated_at": now,
             }
         )
-    if not rows:
-        return {}
-    table = Intent.__table__
-    statement = (
-        insert_for(session, table)
-        .on_conflict_do_nothing()
-        .returning(table.c.dedupe_key, table.c.id)
+    return insert_intents(
+        session, run_id=run_id, rows=rows, next_attempt_at=next_attempt_at or now, now=now
     )
-    inserted = session.execute(statement, rows).all()
-    return {str(key): int(intent_id) for key, intent_id in inserted}
 
 
 @dataclass(frozen=True, slots=True)
