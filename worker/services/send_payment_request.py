@@ -18,7 +18,9 @@ reconciles whatever we did.
 time, up to `concurrency` POSTs are in flight (a sliding window: a finished POST frees its
 slot at once, no batch waits for its slowest member), and each turn of the loop is one
 transaction that records every answer that has come back and stamps the next POSTs, up to one
-window (`concurrency`) of them ahead, so a freed slot starts its next POST at once. Those few
+window (`concurrency`) of them ahead, so a freed slot starts its next POST at once: the
+sending thread whose POST succeeded starts the next stamped one itself, without waiting for
+the loop (after a failure the loop decides, as the failure may stop the run). Those few
 stamped-but-unposted intents are the pipeline's only widening of step 3: after a crash they are
 reconciled (nothing found, then sent once), never sent twice. A usual turn is four statements
 whatever its size (`_quick_turn`).
@@ -31,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from datetime import datetime, timedelta
 from queue import Empty, SimpleQueue
 
@@ -228,7 +231,16 @@ class _Pipeline:
         #: Stamped (`post_started_at` committed) and waiting for a free slot: at most one
         #: window (`concurrency`) of them, the only intents a crash leaves stamped unposted.
         self.stamped: deque[ClaimedIntent] = deque()
+        #: Started and not yet collected (done or not), and how many of them are running.
         self.inflight: dict[Future[Answer], ClaimedIntent] = {}
+        self.running = 0
+        #: Guards `stamped`, `inflight`, `running` and `handoff`: a sending thread whose POST
+        #: succeeded starts the next stamped one itself (`_done`), without waiting for the
+        #: loop's next turn; `_give_back` turns that off before it releases anything.
+        self.slots = threading.Lock()
+        self.handoff = True
+        self.pool: ThreadPoolExecutor | None = None
+        self.concurrency = 1
         #: POSTs that came back, in the order they did (put there by the sending threads).
         self.finished: SimpleQueue[Future[Answer]] = SimpleQueue()
         self.answered: list[tuple[ClaimedIntent, Answer]] = []
@@ -241,8 +253,9 @@ class _Pipeline:
         claimed but not started is given back. The same when the caller stops reading
         early (the generator is closed) or on Ctrl-C (KeyboardInterrupt)."""
         stopping = False
+        self.pool, self.concurrency = pool, concurrency
         try:
-            while self.todo or self.ready or self.stamped or self.inflight or self.answered:
+            while self.todo or self.ready or self._posting() or self.answered:
                 if not stopping and stop is not None and stop.is_set():
                     stopping = True
                     self.todo.clear()
@@ -253,25 +266,26 @@ class _Pipeline:
                     self.hooks.after_post()
                 # Keep one window of POSTs stamped ahead, so a slot that frees starts its
                 # next POST at once instead of waiting for the next turn's commit.
-                ahead = 0 if stopping else concurrency - len(self.stamped)
+                with self.slots:
+                    ahead = 0 if stopping else concurrency - len(self.stamped)
                 outcomes, stamped = self._turn(ahead)
                 # Everything the turn stamped is noted before anything is yielded: a caller
                 # that stops reading at any yield leaves nothing claimed that `_wind_down`
                 # cannot see.
                 for intent, held in stamped:
-                    if held:
-                        self.stamped.append(intent)
-                    else:
+                    if not held:
                         outcomes.append(lease_lost(intent.id))
+                with self.slots:
+                    self.stamped.extend(intent for intent, held in stamped if held)
                 for outcome in outcomes:
                     stopping = stopping or outcome.stops_run
                     yield outcome
                 if stopping:
                     self.todo.clear()
                     self._give_back()
-                self._start(pool, concurrency)
+                self._start()
                 self._collect_answers()
-                self._start(pool, concurrency)
+                self._start()
         except (GeneratorExit, KeyboardInterrupt):
             # The caller stopped reading (e.g. the run is blocked), or Ctrl-C. Any other
             # exception is left as a crash would leave it: leases expire and the next holder
@@ -279,13 +293,49 @@ class _Pipeline:
             self._wind_down()
             raise
 
-    def _start(self, pool: ThreadPoolExecutor, concurrency: int) -> None:
+    def _posting(self) -> bool:
+        with self.slots:
+            return bool(self.stamped or self.inflight)
+
+    def _start(self) -> None:
         """Start stamped POSTs in the free slots."""
-        while self.stamped and len(self.inflight) < concurrency:
-            intent = self.stamped.popleft()
-            future = pool.submit(call_lago, self.ctx, intent)
-            self.inflight[future] = intent
-            future.add_done_callback(self.finished.put)
+        with self.slots:
+            started = [self._start_one() for _ in range(self._free_slots())]
+        for future in started:
+            future.add_done_callback(self._done)
+
+    def _free_slots(self) -> int:
+        """How many stamped POSTs may start now (the caller holds `slots`)."""
+        return max(0, min(len(self.stamped), self.concurrency - self.running))
+
+    def _start_one(self) -> Future[Answer]:
+        """Submit the next stamped POST (the caller holds `slots` and checked a slot is free)."""
+        assert self.pool is not None
+        intent = self.stamped.popleft()
+        try:
+            future = self.pool.submit(call_lago, self.ctx, intent)
+        except RuntimeError:  # the pool is shutting down: leave it stamped, for give-back
+            self.stamped.appendleft(intent)
+            raise
+        self.inflight[future] = intent
+        self.running += 1
+        return future
+
+    def _done(self, future: Future[Answer]) -> None:
+        """In the sending thread, as its POST comes back: hand the answer to the loop and,
+        after a success, start the next stamped POST in the slot at once (after a failure the
+        loop decides, as it may stop the run)."""
+        handoff: Future[Answer] | None = None
+        try:
+            with self.slots:
+                self.running -= 1
+                if self.handoff and self._free_slots() > 0 and _succeeded(future):
+                    with suppress(RuntimeError):
+                        handoff = self._start_one()
+        finally:
+            self.finished.put(future)
+        if handoff is not None:
+            handoff.add_done_callback(self._done)
 
     def _turn(self, free: int) -> tuple[list[SendOutcome], list[tuple[ClaimedIntent, bool]]]:
         """One transaction: record every answer that came back, then (unless one of them stops
@@ -348,10 +398,12 @@ class _Pipeline:
         """Wait for the next POST to come back, then gather more for up to `GATHER_S` (until a
         quarter of those in flight are back): a turn costs about the same for one answer as
         for several, so fewer, fuller turns leave the sending threads more of the process."""
-        if not self.inflight:
+        with self.slots:
+            waiting = len(self.inflight)
+        if not waiting:
             return
         back = [self.finished.get()]
-        want = min(len(self.inflight), max(1, len(self.inflight) // 4))
+        want = min(waiting, max(1, waiting // 4))
         deadline = time.monotonic() + GATHER_S
         while len(back) < want and (left := deadline - time.monotonic()) > 0:
             try:
@@ -363,38 +415,49 @@ class _Pipeline:
                 back.append(self.finished.get_nowait())
             except Empty:
                 break
-        for future in back:
-            self.answered.append((self.inflight.pop(future), future.result()))
+        with self.slots:
+            intents_back = [self.inflight.pop(future) for future in back]
+        for intent, future in zip(intents_back, back, strict=True):
+            self.answered.append((intent, future.result()))
 
     def _give_back(self) -> None:
         """Release the intents claimed whose POST has not started (stamped ahead or not). A
         single that an earlier try may have posted stays leased: its next holder reconciles."""
-        if not (self.ready or self.stamped or self.singles):
+        with self.slots:
+            # From here on no sending thread starts anything: what is taken below stays unsent.
+            self.handoff = False
+            stamped = list(self.stamped)
+            self.stamped.clear()
+        if not (self.ready or stamped or self.singles):
             return
-        with write_tx(self.ctx.engine) as session:
-            intents.release_unstarted(
-                session,
-                owner=self.ctx.owner,
-                intent_ids=[intent.id for intent in (*self.ready, *self.singles)],
-                now=self.ctx.now(),
-            )
-            intents.release_stamped_unstarted(
-                session,
-                owner=self.ctx.owner,
-                intent_ids=[intent.id for intent in self.stamped],
-                now=self.ctx.now(),
-            )
+        try:
+            with write_tx(self.ctx.engine) as session:
+                intents.release_unstarted(
+                    session,
+                    owner=self.ctx.owner,
+                    intent_ids=[intent.id for intent in (*self.ready, *self.singles)],
+                    now=self.ctx.now(),
+                )
+                intents.release_stamped_unstarted(
+                    session,
+                    owner=self.ctx.owner,
+                    intent_ids=[intent.id for intent in stamped],
+                    now=self.ctx.now(),
+                )
+        except BaseException:
+            with self.slots:  # not released: still ours to account for (leases expire)
+                self.stamped.extendleft(reversed(stamped))
+            raise
         self.ready.clear()
-        self.stamped.clear()
         self.singles.clear()
 
     def _wind_down(self) -> None:
         """After an early stop: record what is in flight, give back what never started. (A
         database failure here leaves leases to expire: the next holder reconciles.)"""
-        if not (self.ready or self.stamped or self.singles or self.inflight or self.answered):
+        if not (self.ready or self.singles or self._posting() or self.answered):
             return
         self._give_back()
-        while self.inflight:
+        while self._posting():
             self._collect_answers()
         if self.answered:
             self._record()
@@ -429,3 +492,12 @@ class _Pipeline:
             outcomes = record_answers(self.ctx, session, self.answered)
         self.answered = []
         return outcomes
+
+
+def _succeeded(future: Future[Answer]) -> bool:
+    """Whether a finished POST created its payment request (no error of any kind)."""
+    return (
+        not future.cancelled()
+        and future.exception() is None
+        and not isinstance(future.result(), LagoError)
+    )
