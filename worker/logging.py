@@ -23,9 +23,31 @@ from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import quote
 
-import structlog
 
-from config import LogFormat, Settings
+def _import_structlog_without_rich_tracebacks() -> None:
+    """Import structlog with `rich.traceback` and `rich.pretty` out of its reach.
+
+    On import, structlog prepares rich tracebacks (with their "locals" panels) whenever rich is
+    installed: rich's traceback, pretty-printer and syntax highlighter, pygments' lexer table,
+    attrs; about 25 ms of every command's start. This module never renders them (tracebacks
+    are plain text, see above), so while structlog is imported those two modules read as
+    absent and structlog keeps its plain formatter; afterwards they import normally for
+    anyone else."""
+    hidden = [name for name in ("rich.traceback", "rich.pretty") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # None: "not importable"
+    try:
+        import structlog  # noqa: F401  (cached in sys.modules for the import below)
+    finally:
+        for name in hidden:
+            del sys.modules[name]
+
+
+_import_structlog_without_rich_tracebacks()
+
+import structlog  # noqa: E402
+
+from config import LogFormat, Settings  # noqa: E402
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 _SECRET_KEYS = ("api_key", "apikey", "authorization", "password", "secret", "token", "hmac")

@@ -116,3 +116,34 @@ def test_the_table_names_every_command_each_module_registers() -> None:
 def test_the_lago_client_loads_httpx_without_its_command_line_client() -> None:
     _stdout, report = _probe("sweep", "--help", watched=("httpx", "httpx._main", "click"))
     assert report == {"code": 0, "heavy": ["httpx"]}
+
+
+_LOG_PROBE = """
+import logging, sys
+import worker.logging
+from config import load_settings
+loaded = sorted(m for m in ("rich.traceback", "rich.pretty", "pygments") if sys.modules.get(m))
+worker.logging.configure_logging(load_settings(log_format="console"))
+try:
+    raise ValueError("boom")
+except ValueError:
+    logging.getLogger("probe").exception("failed")
+import rich.traceback  # still importable for anyone else
+print(loaded)
+"""
+
+
+def test_logging_loads_no_rich_tracebacks_and_still_prints_plain_ones(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _LOG_PROBE],
+        cwd=REPO,
+        env={**os.environ, "DUNNING_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert "Traceback (most recent call last):" in done.stderr
+    assert "ValueError: boom" in done.stderr
