@@ -14,7 +14,7 @@ from sqlalchemy import create_engine
 from worker.lago.errors import LagoUnauthorizedError
 from worker.services.channels.base import PAYMENT_REQUEST, ChannelSet
 from worker.services.channels.payment_request import PaymentRequestChannel
-from worker.services.send_payment_request import _Pipeline
+from worker.services.send_pipeline import SendPipeline
 from worker.services.send_types import SendContext
 from worker.store.intents import ClaimedIntent
 
@@ -48,19 +48,18 @@ def _intent(number: int, customer: str) -> ClaimedIntent:
     )  # fmt: skip
 
 
-def _pipeline(lago: Lago, pool: ThreadPoolExecutor, concurrency: int) -> _Pipeline:
+def _pipeline(lago: Lago, pool: ThreadPoolExecutor, concurrency: int) -> SendPipeline:
     ctx = SendContext(
         engine=create_engine("sqlite://"), client=lago, owner="me", now=lambda: NOW,
         settle=timedelta(seconds=30), max_ambiguous_tries=3,
     )  # fmt: skip
-    pipeline = _Pipeline(
-        ctx, [], 60, 10, None, ChannelSet({PAYMENT_REQUEST: PaymentRequestChannel()})
-    )
+    channels = ChannelSet({PAYMENT_REQUEST: PaymentRequestChannel()})
+    pipeline = SendPipeline(ctx, [], 60, 10, None, channels, lambda _: NotImplemented)
     pipeline.pool, pipeline.concurrency = pool, concurrency
     return pipeline
 
 
-def _drain(pipeline: _Pipeline, count: int) -> list[Future[Any]]:
+def _drain(pipeline: SendPipeline, count: int) -> list[Future[Any]]:
     return [pipeline.finished.get(timeout=5) for _ in range(count)]
 
 
