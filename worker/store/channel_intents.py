@@ -1,7 +1,8 @@
 """Intents of the channels other than payment requests: switching channel, holding, emailing.
 
-The same rules as `worker.store.intents` (its lease helpers): every write only touches a row
-still leased by the caller and returns False otherwise; the caller owns the transaction.
+The same rules as `worker.store.intent_results` (the lease helpers of `_intent_sql`): every
+write only touches a row still leased by the caller and returns False otherwise; the caller
+owns the transaction.
 """
 
 from __future__ import annotations
@@ -13,16 +14,12 @@ from datetime import datetime
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from worker.store.intents import (
-    ClaimedIntent,
-    _claimed,
-    _leased,
-    _one_line,
-    _release,
-    _update_leased,
-    _utc,
-    record_refused,
-)
+from worker.store._intent_sql import leased as _leased
+from worker.store._intent_sql import one_line as _one_line
+from worker.store._intent_sql import release as _release
+from worker.store._intent_sql import update_leased as _update_leased
+from worker.store._intent_sql import utc as _utc
+from worker.store.intents import ClaimedIntent, _claimed, record_refused
 from worker.store.models import OPEN_INTENT_STATUSES
 from worker.store.models import PaymentRequestIntent as Intent
 
