@@ -261,3 +261,21 @@ def test_which_urls_a_proxy_applies_to(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not proxy_configured("https://api.getlago.com")
     monkeypatch.setenv("ALL_PROXY", "http://proxy:3128")
     assert proxy_configured("http://lago.internal")
+
+
+def test_a_connection_with_a_descriptor_above_1023_is_still_reused() -> None:
+    """`select` cannot watch such a descriptor; a busy worker process has them."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip(f"the descriptor limit is {soft}")
+    filler = [open("/dev/null") for _ in range(1100)]  # noqa: SIM115
+    try:
+        with raw_server(_keep_answering(CUSTOMER)) as server, _client(server.url) as client:
+            for _ in range(3):
+                client.get_customer("cust-1")
+        assert server.connections == 1
+    finally:
+        for handle in filler:
+            handle.close()

@@ -67,10 +67,9 @@ class _Connection:
         if sock is None or now - self.idle_since > KEEPALIVE_S:
             return False
         try:
-            readable, _, _ = select.select([sock], [], [], 0)
+            return not _readable(sock)
         except (OSError, ValueError):
             return False
-        return not readable
 
     def close(self) -> None:
         self.conn.close()
@@ -219,6 +218,17 @@ class LeanTransport(httpx.BaseTransport):
             content,
             bool(response.will_close),
         )
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether `sock` has something to read (or is closed), without waiting. `poll` where
+    there is one: `select` cannot watch a descriptor above 1023, which a busy process has."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)
 
 
 def _text(exc: BaseException) -> str:
