@@ -513,6 +513,29 @@ def test_quick_stamp_and_record_write_each_row_its_own_values(engine: Engine) ->
     assert {row.lease_owner for row in rows.values()} == {None}
 
 
+@pytest.mark.parametrize("count", [3, 5, 17])
+def test_quick_record_of_any_number_of_rows_writes_each_its_own(engine: Engine, count: int) -> None:
+    """The statement is built for a few sizes and padded up (3 -> 4, 5 -> 8, 17 -> 32): the
+    padding rows match no intent and every real row gets its own values."""
+    with write_tx(engine) as session:
+        added = [_add(session, customer=f"cus_n{n}", invoices=(f"inv_n{n}",)) for n in range(count)]
+    ids = [intent_id for intent_id in added if intent_id is not None]
+    assert len(ids) == count
+    intents.claim_intents(engine, owner="w", now=T0, lease_seconds=60, limit=count)
+    with write_tx(engine) as session:
+        intents.stamp_held(session, owner="w", intent_ids=ids, now=T0)
+        intents.record_sent_held(
+            session,
+            owner="w",
+            now=T0,
+            results=[intents.SentResult(i, f"pr_{i}", (f"inv_{i}",)) for i in ids],
+        )
+    with read_session(engine) as session:
+        rows = session.scalars(select(PaymentRequestIntent).order_by(PaymentRequestIntent.id))
+        written = [(r.id, r.status, r.lago_payment_request_id, r.lago_invoice_ids) for r in rows]
+    assert written == [(i, "sent", f"pr_{i}", [f"inv_{i}"]) for i in ids]
+
+
 def test_quick_writes_refuse_a_batch_with_an_intent_no_longer_held(engine: Engine) -> None:
     first, second = _claimed_pair(engine)
     # `second`'s lease expires and another worker takes it over.
