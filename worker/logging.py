@@ -25,15 +25,19 @@ from urllib.parse import quote
 
 
 def _import_structlog_without_rich_tracebacks() -> None:
-    """Import structlog with `rich.traceback` and `rich.pretty` out of its reach.
+    """Import structlog with rich's console, traceback and pretty modules out of its reach.
 
     On import, structlog prepares rich tracebacks (with their "locals" panels) whenever rich is
-    installed: rich's traceback, pretty-printer and syntax highlighter, pygments' lexer table,
-    attrs; about 25 ms of every command's start. This module never renders them (tracebacks
-    are plain text, see above), so while structlog is imported those two modules read as
-    absent and structlog keeps its plain formatter; afterwards they import normally for
-    anyone else."""
-    hidden = [name for name in ("rich.traceback", "rich.pretty") if name not in sys.modules]
+    installed: rich's console, traceback, pretty-printer and syntax highlighter, pygments'
+    lexer table, attrs; about 25-40 ms of every command's start. This module never renders
+    them (tracebacks are plain text, see above), so while structlog is imported those modules
+    read as absent and structlog keeps its plain formatter; afterwards they import normally
+    for anyone else (the CLI's consoles import rich on first use)."""
+    hidden = [
+        name
+        for name in ("rich.console", "rich.traceback", "rich.pretty")
+        if name not in sys.modules
+    ]
     for name in hidden:
         sys.modules[name] = None  # type: ignore[assignment]  # None: "not importable"
     try:

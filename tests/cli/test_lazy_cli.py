@@ -122,7 +122,9 @@ _LOG_PROBE = """
 import logging, sys
 import worker.logging
 from config import load_settings
-loaded = sorted(m for m in ("rich.traceback", "rich.pretty", "pygments") if sys.modules.get(m))
+loaded = sorted(
+    m for m in ("rich.console", "rich.traceback", "rich.pretty", "pygments") if sys.modules.get(m)
+)
 worker.logging.configure_logging(load_settings(log_format="console"))
 try:
     raise ValueError("boom")

@@ -5,24 +5,54 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any, cast
 
 from config import Settings, load_settings
 from worker.cli.errors import EXIT_USAGE, fail
 from worker.cli.instance import adopt_instance
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from worker.services.runtime import Runtime
+
+
+class _ConsoleOnFirstUse:
+    """A rich `Console`, built (and rich imported, about 15 ms) when first used: a command
+    that prints only JSON, such as `sweep --json`, never pays for it."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def _built(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._built(), name)
+
+    # `with console:` (rich's Live and Progress do it) looks these up on the class.
+    def __enter__(self) -> Console:
+        return self._built().__enter__()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._built().__exit__(*exc_info)
+
 
 # Command output goes to stdout; progress, logs and errors to stderr.
 # Off a terminal, tables keep their full width instead of rich's 80-column default.
 # No markup and no emoji codes: what is printed is data (customer ids, Lago's messages, the
 # user's input), shown as it is. A customer `acme[/eu]` must not end the command with a markup
 # error, nor `:x:` turn into a picture. (Emoji off also spares `status` a 20 ms import.)
-out = Console(width=None if sys.stdout.isatty() else 200, markup=False, emoji=False)
-err = Console(stderr=True, markup=False, emoji=False)
+out = cast(
+    "Console",
+    _ConsoleOnFirstUse(width=None if sys.stdout.isatty() else 200, markup=False, emoji=False),
+)
+err = cast("Console", _ConsoleOnFirstUse(stderr=True, markup=False, emoji=False))
 
 
 def cli_settings(
